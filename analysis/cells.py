@@ -1,0 +1,63 @@
+"""Cells: aggregate a sweep's sample rows into the grid's table (DESIGN.md, "Cells table").
+
+For every (model, dataset, budget, strategy) and every N in the grid, `pass@k` and `maj@k`
+with k = N, each estimated per problem from all N_max samples, averaged over problems,
+with a bootstrap confidence interval over problems. Compute per problem: generated tokens
+(thinking + answer) of N samples, and FLOPs ~ 2 x parameters x (prompt + generated) tokens
+of N samples (attention and the prefix cache's savings are left out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from analysis.estimators import bootstrap_ci, maj_at_k, pass_at_k
+from orchestrator.schema import CELL_SCHEMA
+
+_CORRECT = "\x00correct"  # every correct answer is equivalent to the reference, hence to each other
+
+
+def _vote_key(row) -> str | None:
+    if row.correct:
+        return _CORRECT
+    if row.extracted_answer is None or pd.isna(row.extracted_answer):
+        return None
+    return "".join(str(row.extracted_answer).split())
+
+
+def compute_cells(samples: pa.Table, ns: Sequence[int], parameters: dict[str, int | None] | None = None) -> pa.Table:
+    """The cells table for `samples`, one row per (model, dataset, budget, strategy, n, aggregator)."""
+    df = samples.to_pandas()
+    if df.empty:
+        return CELL_SCHEMA.empty_table()
+    df["vote"] = [_vote_key(r) for r in df.itertuples()]
+    df["generated"] = df.think_tokens + df.answer_tokens
+    rows = []
+    for (model, dataset, budget, strategy), group in df.groupby(["model", "dataset", "budget", "strategy"], sort=True):
+        per_problem = list(group.groupby("problem_id", sort=True))
+        params = (parameters or {}).get(model)
+        mean_generated = group.generated.mean()
+        mean_prompt = group.prompt_tokens.mean()
+        for n in ns:
+            if any(len(g) < n for _, g in per_problem):
+                continue  # fewer samples than N: this N cannot be estimated here
+            estimates = {
+                "pass@k": np.array([pass_at_k(len(g), int(g.correct.sum()), n) for _, g in per_problem]),
+                "maj@k": np.array([maj_at_k(list(g.vote), _CORRECT, n) for _, g in per_problem]),
+            }
+            for aggregator, values in estimates.items():
+                low, high = bootstrap_ci(values)
+                rows.append({
+                    "model": model, "dataset": dataset, "budget": int(budget), "strategy": strategy,
+                    "n": int(n), "aggregator": aggregator, "accuracy": float(values.mean()),
+                    "ci_low": low, "ci_high": high,
+                    "mean_think_tokens": float(group.think_tokens.mean()),
+                    "tokens_per_problem": float(n * mean_generated),
+                    "flops_per_problem": float(2 * params * n * (mean_prompt + mean_generated)) if params else float("nan"),
+                    "problems": len(per_problem), "samples": len(group),
+                })
+    return pa.Table.from_pylist(rows, schema=CELL_SCHEMA)

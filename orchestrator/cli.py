@@ -1,0 +1,124 @@
+"""The `ttc` command.
+
+    ttc sweep [hydra overrides...]   run a sweep, e.g.
+        ttc sweep dataset=gsm8k dataset.limit=50 'sweep.budgets=[128,512]' 'sweep.n=[1,4,16]'
+    ttc show SWEEP_ID                print a finished sweep's cells table (or `ttc show` to list sweeps)
+    ttc ui [--port 5000]             serve the MLflow UI for the local store on 127.0.0.1
+
+Bad input (an invalid key or value, an unknown group option, a missing or malformed dataset
+file) prints one line naming what is wrong and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.config import ConfigError, compose
+from orchestrator.datasets import DatasetError
+
+EXIT_BAD_INPUT = 2
+
+
+def cells_tables(cells) -> list[Table]:
+    """One table per (model, dataset, aggregator): budgets down, N across, accuracy [CI] in cells."""
+    df = cells.to_pandas()
+    tables = []
+    for (model, dataset, aggregator), g in df.groupby(["model", "dataset", "aggregator"], sort=True):
+        ns = sorted(g.n.unique())
+        table = Table(title=f"{model} on {dataset}: {aggregator} ({int(g.problems.iloc[0])} problems)")
+        table.add_column("budget", justify="right")
+        table.add_column("think tok", justify="right")
+        for n in ns:
+            table.add_column(f"N={n}", justify="right")
+        for budget, row in g.groupby("budget", sort=True):
+            by_n = {int(r.n): r for r in row.itertuples()}
+            table.add_row(str(budget), f"{row.mean_think_tokens.iloc[0]:.1f}",
+                          *(f"{by_n[n].accuracy:.3f} [{by_n[n].ci_low:.2f},{by_n[n].ci_high:.2f}]"
+                            if n in by_n else "" for n in ns))
+        tables.append(table)
+    return tables
+
+
+def cmd_sweep(overrides: list[str], out: Console) -> int:
+    from orchestrator.sweep import run
+
+    cfg = compose(overrides)
+    result = run(cfg)
+    for table in cells_tables(result.cells):
+        out.print(table)
+    out.print(f"cells:  {result.cells_path}")
+    if result.plot_path:
+        out.print(f"plot:   {result.plot_path}")
+    if result.tracking_uri:
+        out.print(f"mlflow: {result.tracking_uri} (parent run {result.parent_run_id}); browse with `ttc ui`")
+    out.print(f"sweep:  {result.sweep_id} ({result.units_run} units run, {result.units_cached} from the store)")
+    if result.failed:
+        for key, why in result.failed:
+            out.print(f"[red]unit {key} failed:[/] {why}")
+        out.print(f"[red]{len(result.failed)} units failed[/]; finished units are kept, re-run the same "
+                  "command to retry only the missing ones")
+        return 1
+    return 0
+
+
+def cmd_show(sweep_id: str | None, overrides: list[str], out: Console) -> int:
+    from orchestrator.store import Store
+
+    store = Store(compose(overrides).store.path)
+    if sweep_id is None:
+        for sid in store.sweep_ids():
+            out.print(sid)
+        return 0
+    if not store.cells_path(sweep_id).is_file():
+        raise ConfigError(f"SWEEP_ID={sweep_id!r}: no finished sweep with that id under {store.root / 'sweeps'}")
+    for table in cells_tables(store.read_cells(sweep_id)):
+        out.print(table)
+    return 0
+
+
+def cmd_ui(port: int, overrides: list[str]) -> int:
+    from orchestrator.tracking import tracking_uri
+
+    cfg = compose(overrides)
+    uri = tracking_uri(cfg)
+    cfg.store.path.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+           "--port", str(port)]
+    if uri.startswith("sqlite:"):
+        cmd += ["--default-artifact-root", (cfg.store.path / "mlartifacts").as_uri()]
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
+    return subprocess.call(cmd, env=os.environ.copy())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ttc", description="Test-time-compute scaling sweeps.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_sweep = sub.add_parser("sweep", help="run a sweep: ttc sweep [hydra overrides...]")
+    p_sweep.add_argument("overrides", nargs="*", help="e.g. dataset=gsm8k 'sweep.n=[1,4,16]'")
+    p_show = sub.add_parser("show", help="print a sweep's cells table")
+    p_show.add_argument("sweep_id", nargs="?")
+    p_show.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc")
+    p_ui = sub.add_parser("ui", help="serve the MLflow UI for the local store on 127.0.0.1")
+    p_ui.add_argument("--port", type=int, default=5000)
+    p_ui.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc")
+    args = parser.parse_args(argv)
+    out = Console()
+    try:
+        if args.command == "sweep":
+            return cmd_sweep(args.overrides, out)
+        if args.command == "show":
+            return cmd_show(args.sweep_id, args.overrides, out)
+        return cmd_ui(args.port, args.overrides)
+    except (ConfigError, DatasetError) as err:
+        print(f"ttc: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

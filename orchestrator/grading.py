@@ -1,0 +1,139 @@
+"""Grading: extract a final answer from model output and compare it with the reference.
+
+Extraction is ours and cheap (last `\\boxed{}`, else the text after "Final Answer:", else
+the last number). Comparison is math-verify's, run in a child process so that one
+pathological answer can never hang the sweep: each comparison has a time limit, and a
+child that overruns it is killed and replaced. Only math-verify's LaTeX parser is used,
+which builds SymPy objects with a grammar and never evaluates the text it reads
+(its plain-expression parser goes through SymPy's `parse_expr`, which calls `eval`).
+Verdicts are cached per (answer, reference): reasoning models repeat their answers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import re
+from multiprocessing.connection import Connection
+
+TIME_LIMIT_S = 5
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_FINAL = re.compile(r"final answer\s*(?:is)?\s*[:：]?\s*(.+)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...}, braces balanced; None if there is none or it is unclosed."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    for start in reversed(starts):
+        depth = 1
+        for i in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                return text[start:i].strip()
+    return None
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer in `text`: last \\boxed{}, else after 'Final Answer:', else the last number."""
+    boxed = _last_boxed(text)
+    if boxed:
+        return boxed
+    finals = _FINAL.findall(text)
+    if finals:
+        answer = finals[-1].strip().strip("$").strip().rstrip(".").strip()
+        if answer:
+            return answer
+    numbers = _NUMBER.findall(text)
+    return numbers[-1].replace(",", "") if numbers else None
+
+
+def _normalise(answer: str) -> str:
+    return re.sub(r"\s+", "", answer).strip("$").rstrip(".")
+
+
+def _verify_loop(conn: Connection, limit_s: int) -> None:
+    """Child process: answer (candidate, reference) pairs with math-verify until the pipe closes."""
+    from math_verify import LatexExtractionConfig, parse, verify
+
+    latex_only = [LatexExtractionConfig(boxed_match_priority=0)]
+    while True:
+        try:
+            candidate, reference = conn.recv()
+        except EOFError:
+            return
+        try:
+            gold = parse(f"${reference}$", latex_only, parsing_timeout=limit_s)
+            pred = parse(f"${candidate}$", latex_only, parsing_timeout=limit_s)
+            ok = bool(gold) and bool(pred) and verify(gold, pred, timeout_seconds=limit_s)
+        except Exception:  # noqa: BLE001 - any failure to parse is a wrong answer, not a crash
+            ok = False
+        conn.send(ok)
+
+
+class Grader:
+    """Grades answers against references; math-verify runs in a child process with a time limit."""
+
+    def __init__(self, time_limit_s: int = TIME_LIMIT_S) -> None:
+        self.time_limit_s = time_limit_s
+        self._cache: dict[tuple[str, str], bool] = {}
+        self._ctx = mp.get_context("spawn")  # fork is unsafe beside vLLM's threads
+        self._proc: mp.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self.timeouts = 0
+
+    def _start(self) -> Connection:
+        if self._conn is None:
+            parent, child = self._ctx.Pipe()
+            self._proc = self._ctx.Process(target=_verify_loop, args=(child, self.time_limit_s), daemon=True)
+            self._proc.start()
+            child.close()
+            self._conn = parent
+        return self._conn
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join()
+        self._proc = self._conn = None
+
+    def equivalent(self, candidate: str, reference: str) -> bool:
+        """Whether two answers are mathematically equal; False if that cannot be decided in time."""
+        if _normalise(candidate) == _normalise(reference):
+            return True
+        key = (candidate, reference)
+        if key not in self._cache:
+            conn = self._start()
+            try:
+                conn.send(key)
+                # The child enforces its own limit with SIGALRM; this outer one catches a hang in C code.
+                if conn.poll(self.time_limit_s * 3 + 5):
+                    self._cache[key] = conn.recv()
+                else:
+                    self.timeouts += 1
+                    self._kill()
+                    self._cache[key] = False
+            except (EOFError, OSError):  # the child died on this answer: undecidable, so wrong
+                self._kill()
+                self._cache[key] = False
+        return self._cache[key]
+
+    def grade(self, text: str, reference: str) -> tuple[str | None, bool]:
+        """(extracted answer or None, whether it is correct)."""
+        answer = extract_answer(text)
+        return answer, answer is not None and self.equivalent(answer, reference)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._proc is not None:
+            self._proc.join(timeout=5)
+            if self._proc.is_alive():
+                self._proc.kill()
+        self._proc = self._conn = None
+
+    def __enter__(self) -> Grader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

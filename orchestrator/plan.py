@@ -1,0 +1,107 @@
+"""Planning: turn a config and its problems into units of work, each with a content key.
+
+The grid is never run cell by cell (DESIGN.md, "Sample once, derive many"): a unit asks
+for N_max samples per problem, thinking up to B_max, and every cell of the grid is derived
+from those samples. A unit's key hashes everything that determines its rows, so a unit
+already in the store is never run again, in this sweep or any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from orchestrator.config import Config, ModelConfig
+from orchestrator.datasets import Problem
+
+
+@dataclass(frozen=True)
+class Unit:
+    key: str
+    model: ModelConfig
+    dataset: str
+    problems: tuple[Problem, ...]
+    budgets: tuple[int, ...]
+    n_samples: int
+    seed: int
+    strategy: str
+
+    @property
+    def samples(self) -> int:
+        return len(self.problems) * self.n_samples
+
+    @property
+    def rows(self) -> int:
+        return self.samples * len(self.budgets)
+
+
+def derive_seed(*parts: object) -> int:
+    """A 63-bit seed from (sweep seed, problem id, sample index, ...): stable across runs and machines."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+# Placement and memory settings change where and how fast a unit runs, not its rows.
+_NOT_IN_KEY = ("tensor_parallel_size", "kv_cache_gib", "enforce_eager")
+
+
+def model_fingerprint(model: ModelConfig) -> str | None:
+    """For a local model directory: a hash of its file names and sizes and its config.json, so that
+    retrained weights at the same path are new units. None for a hub id (its revision identifies it)."""
+    local = model.local_path()
+    if local is None:
+        return None
+    h = hashlib.sha256()
+    for f in sorted(local.iterdir()):
+        if f.is_file():
+            h.update(f"{f.name}:{f.stat().st_size}\n".encode())
+    config = local / "config.json"
+    if config.is_file():
+        h.update(config.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def unit_key(base: dict, problems: tuple[Problem, ...]) -> str:
+    """Content hash of everything that determines a unit's rows: the sweep-wide `base` and the problems."""
+    content = dict(base, problems=[[p.id, p.problem, p.answer] for p in problems])
+    blob = json.dumps(content, sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def plan_units(cfg: Config, problems: list[Problem]) -> list[Unit]:
+    """Chunk the problems into units of `sweep.problems_per_unit`, in dataset order."""
+    sweep = cfg.sweep
+    base = {
+        "model": {k: v for k, v in asdict(cfg.model).items() if k not in _NOT_IN_KEY},
+        "model_files": model_fingerprint(cfg.model),
+        "dataset": cfg.dataset.name,
+        "budgets": list(sweep.budgets),
+        "n_samples": sweep.max_n,
+        "seed": sweep.seed,
+        "strategy": sweep.strategy,
+    }
+    units = []
+    for start in range(0, len(problems), sweep.problems_per_unit):
+        chunk = tuple(problems[start:start + sweep.problems_per_unit])
+        units.append(Unit(unit_key(base, chunk), cfg.model, cfg.dataset.name, chunk, sweep.budgets,
+                          sweep.max_n, sweep.seed, sweep.strategy))
+    return units
+
+
+def model_parameters(model: ModelConfig) -> int | None:
+    """Parameter count of a local model, from its safetensors headers (no weights read); None if unknown."""
+    local = model.local_path()
+    if local is None:
+        return None
+    total = 0
+    for f in sorted(local.glob("*.safetensors")):
+        with f.open("rb") as fh:
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        for name, meta in header.items():
+            if name != "__metadata__":
+                count = 1
+                for dim in meta["shape"]:
+                    count *= dim
+                total += count
+    return total or None

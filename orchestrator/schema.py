@@ -1,0 +1,53 @@
+"""The two tables of the data contract (DESIGN.md): sample rows and cells, as pyarrow schemas.
+
+Every writer casts to these; every reader can rely on them. A sample row is one
+problem x sample index x budget; a cell is one (model, dataset, budget, strategy, n,
+aggregator) point of the grid.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SAMPLE_SCHEMA = pa.schema([
+    ("unit_key", pa.string()),
+    ("model", pa.string()),
+    ("model_revision", pa.string()),
+    ("dataset", pa.string()),
+    ("problem_id", pa.string()),
+    ("sample_idx", pa.int32()),
+    ("seed", pa.int64()),
+    ("budget", pa.int32()),
+    ("strategy", pa.string()),
+    ("think_tokens", pa.int32()),
+    ("answer_tokens", pa.int32()),
+    ("prompt_tokens", pa.int32()),
+    ("cached_tokens", pa.int32()),
+    ("forced", pa.bool_()),
+    ("finish_reason", pa.string()),
+    ("answer_text", pa.string()),
+    ("extracted_answer", pa.string()),
+    ("correct", pa.bool_()),
+    ("latency_s", pa.float64()),
+    ("engine", pa.string()),
+    ("engine_version", pa.string()),
+])
+
+CELL_SCHEMA = pa.schema([
+    ("model", pa.string()),
+    ("dataset", pa.string()),
+    ("budget", pa.int32()),
+    ("strategy", pa.string()),
+    ("n", pa.int32()),
+    ("aggregator", pa.string()),
+    ("accuracy", pa.float64()),
+    ("ci_low", pa.float64()),
+    ("ci_high", pa.float64()),
+    ("mean_think_tokens", pa.float64()),
+    ("tokens_per_problem", pa.float64()),
+    ("flops_per_problem", pa.float64()),
+    ("problems", pa.int32()),
+    ("samples", pa.int32()),
+])
+
+AGGREGATORS = ("pass@k", "maj@k")

@@ -1,0 +1,139 @@
+"""One sweep, top to bottom: problems -> plan -> skip stored units -> Ray -> store -> cells -> MLflow.
+
+`run(cfg)` is what `ttc sweep`, `jobs/sweep.py` and the tests call. Everything that can be
+checked before work starts (config, dataset file, model directory) is checked before the
+sweep directory or an MLflow run exists, so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from analysis.cells import compute_cells
+from analysis.plots import plot_accuracy_vs_compute
+from orchestrator.config import Config, ConfigError
+from orchestrator.datasets import load_problems
+from orchestrator.plan import Unit, model_parameters, plan_units
+from orchestrator.store import Store, new_sweep_id
+
+
+@dataclass
+class SweepResult:
+    sweep_id: str
+    sweep_dir: Path
+    cells_path: Path
+    plot_path: Path | None
+    cells: pa.Table
+    units_run: int
+    units_cached: int
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    tracking_uri: str | None = None
+    parent_run_id: str | None = None
+
+
+def check_model_path(cfg: Config) -> None:
+    """A path that is clearly local (absolute, ./ or ~) must exist; anything else may be a hub id."""
+    path = cfg.model.path
+    if path.startswith(("/", "./", "../", "~")) and cfg.model.local_path() is None:
+        raise ConfigError(f"model.path={path!r}: no such model directory")
+
+
+def run(cfg: Config, console: Console | None = None) -> SweepResult:
+    """Run the sweep `cfg` describes and return where its results are."""
+    from orchestrator import scheduler  # Ray loads only once the inputs are known to be good
+
+    console = console or Console(stderr=True)
+    check_model_path(cfg)
+    problems = load_problems(cfg.dataset)
+    units = plan_units(cfg, problems)
+    store = Store(cfg.store.path)
+    cached = [u for u in units if store.has_unit(u.model.name, u.dataset, u.key)]
+    todo = [u for u in units if u not in cached]
+
+    sweep_id = new_sweep_id()
+    config_yaml = OmegaConf.to_yaml(cfg.to_dict())
+    sweep_dir = store.create_sweep(sweep_id, config_yaml)
+    tracker = None
+    if cfg.tracking.enabled:
+        from orchestrator.tracking import Tracker
+
+        tracker = Tracker(cfg)
+        tracker.start_sweep(sweep_id, cfg, config_yaml)
+    console.print(f"sweep [bold]{sweep_id}[/]: {len(problems)} problems x {cfg.sweep.max_n} samples, "
+                  f"budgets {list(cfg.sweep.budgets)}, N {list(cfg.sweep.n)}; {len(units)} units "
+                  f"({len(cached)} already in the store)")
+
+    def record(unit: Unit, rows: int, seconds: float | None) -> None:
+        path = store.unit_path(unit.model.name, unit.dataset, unit.key).relative_to(store.root)
+        store.record_unit(sweep_id, {"unit_key": unit.key, "path": str(path), "rows": rows,
+                                     "model": unit.model.name, "dataset": unit.dataset,
+                                     "cached": seconds is None, "seconds": seconds})
+
+    for unit in cached:
+        record(unit, unit.rows, None)
+
+    failed: list[tuple[str, str]] = []
+    ok = False
+    try:
+        if todo:
+            failed = _schedule(cfg, todo, store, record, tracker, console, scheduler)
+        samples = store.sweep_samples(sweep_id)
+        cells = compute_cells(samples, cfg.sweep.n, {cfg.model.name: model_parameters(cfg.model)})
+        cells_path = store.write_cells(sweep_id, cells)
+        plot_path = None
+        if cells.num_rows:
+            plot_path = plot_accuracy_vs_compute(cells, store.plots_dir(sweep_id) / "accuracy_vs_compute.png")
+        if tracker:
+            tracker.log_cells(cells)
+            tracker.log_artifact(cells_path)
+            if plot_path:
+                tracker.log_artifact(plot_path, "plots")
+        ok = not failed
+    finally:
+        if tracker:
+            tracker.finish(ok)
+    return SweepResult(sweep_id, sweep_dir, cells_path, plot_path, cells, len(todo) - len(failed), len(cached),
+                       failed, tracker.uri if tracker else None, tracker.parent_id if tracker else None)
+
+
+def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, console: Console,
+              scheduler) -> list[tuple[str, str]]:
+    """Run the missing units with a progress bar; store each one the moment it arrives."""
+    total_samples = sum(u.samples for u in todo)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    tagged = False
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("starting engine", total=len(todo), rate="")
+        start, tokens = time.perf_counter(), 0
+
+        def on_result(unit: Unit, batch: pa.RecordBatch, info: dict) -> None:
+            nonlocal tokens, tagged
+            store.write_unit(unit.model.name, unit.dataset, unit.key, batch)
+            record(unit, batch.num_rows, round(time.perf_counter() - start, 3))
+            if tracker and not tagged:
+                tracker.set_tags({f"ttc.{k}": v for k, v in info.items()})
+                tagged = True
+            # Thinking is shared by all budgets: count it once per sample (the largest budget's rows).
+            top = batch.filter(pc.equal(batch.column("budget"), unit.budgets[-1]))
+            tokens += pc.sum(top.column("think_tokens")).as_py() or 0
+            tokens += pc.sum(batch.column("answer_tokens")).as_py() or 0
+            elapsed = time.perf_counter() - start
+            progress.update(task, advance=1, description="units",
+                            rate=f"{tokens / elapsed:,.0f} tok/s" if elapsed else "")
+
+        scheduler.start_ray(cfg.cluster)
+        try:
+            outcome = scheduler.run_model(cfg.model, todo, cfg.cluster, on_result)
+        finally:
+            scheduler.stop_ray()
+    console.print(f"{total_samples} samples generated in {time.perf_counter() - start:.1f} s")
+    return [(u.key, why) for u, why in outcome.failed]

@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny random Llama for vLLM and a short arithmetic dataset, built once per session."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_model import build_tiny_model
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "tiny_arith.jsonl"
+    rows = [{"id": f"t{i}", "problem": f"{i}+{i + 1}", "answer": str(2 * i + 1)} for i in range(5)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def tiny_overrides(model: Path, dataset: Path, store: Path) -> list[str]:
+    """A sweep of the tiny model on the tiny dataset, small enough for 2 CPU cores."""
+    return [f"model.path={model}", "model.name=tiny", "model.max_model_len=128", "model.answer_max_tokens=8",
+            "model.kv_cache_gib=0.0625", "model.temperature=1.0", "model.top_p=1.0", "model.enforce_eager=true",
+            "model.dtype=float32", f"dataset.path={dataset}", "dataset.name=tiny_arith",
+            "sweep.budgets=[0,8,24]", "sweep.n=[1,2,4]", "sweep.problems_per_unit=2", f"store.root={store}"]
+
+
+def ttc(*args: str, cwd: Path = PROJECT) -> subprocess.CompletedProcess:
+    """Run the real `ttc` command line in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=900)

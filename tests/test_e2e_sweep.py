@@ -1,0 +1,102 @@
+"""End to end: `ttc sweep` on a local Ray with the real vLLM engine, Parquet store and MLflow sqlite store."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.schema import CELL_SCHEMA, SAMPLE_SCHEMA
+from tests.conftest import tiny_overrides, ttc
+
+pytestmark = pytest.mark.e2e
+
+PROBLEMS, N_MAX, BUDGETS, NS = 5, 4, [0, 8, 24], [1, 2, 4]
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_model, tiny_dataset, tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    overrides = tiny_overrides(tiny_model, tiny_dataset, store)
+    first = ttc("sweep", *overrides)
+    assert first.returncode == 0, first.stdout + first.stderr
+    return store, overrides, first
+
+
+def _sweep_id(stdout: str) -> str:
+    line = next(line for line in stdout.splitlines() if line.startswith("sweep:"))
+    return line.split()[1]
+
+
+def test_sample_rows_follow_the_contract(sweep):
+    store, _, _ = sweep
+    files = sorted((store / "samples").rglob("*.parquet"))
+    assert len(files) == 3  # 5 problems in units of 2
+    assert all("model=tiny" in str(f) and "dataset=tiny_arith" in str(f) for f in files)
+    samples = pq.ParquetDataset(files, partitioning=None).read().to_pandas()
+    assert len(samples) == PROBLEMS * N_MAX * len(BUDGETS)
+    assert (samples.think_tokens <= samples.budget).all()
+    assert (samples.groupby(["problem_id", "sample_idx"]).size() == len(BUDGETS)).all()
+    assert samples[samples.budget == 0].forced.all()
+    assert set(samples.finish_reason) <= {"stop", "length"}
+    assert (samples.prompt_tokens > 0).all() and (samples.engine == "vllm").all()
+    # A sample's thinking at a smaller budget is a prefix of its thinking at a larger one.
+    for _, g in samples.groupby(["problem_id", "sample_idx"]):
+        assert list(g.sort_values("budget").think_tokens) == sorted(g.think_tokens)
+    # Seeds are per (problem, sample), shared across budgets.
+    assert (samples.groupby(["problem_id", "sample_idx"]).seed.nunique() == 1).all()
+
+
+def test_cells_table_and_plot(sweep):
+    store, _, first = sweep
+    sweep_dir = store / "sweeps" / _sweep_id(first.stdout)
+    cells = pq.read_table(sweep_dir / "cells.parquet")
+    assert cells.schema.equals(CELL_SCHEMA)
+    df = cells.to_pandas()
+    assert len(df) == len(BUDGETS) * len(NS) * 2
+    assert set(df.aggregator) == {"pass@k", "maj@k"} and sorted(set(df.n)) == NS
+    assert ((df.accuracy >= 0) & (df.accuracy <= 1)).all() and (df.problems == PROBLEMS).all()
+    assert (df.ci_low <= df.accuracy + 1e-12).all() and (df.accuracy <= df.ci_high + 1e-12).all()
+    plot = sweep_dir / "plots" / "accuracy_vs_compute.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "plot:" in first.stdout and "cells:" in first.stdout
+    assert (sweep_dir / "config.yaml").is_file() and len((sweep_dir / "manifest.jsonl").read_text().splitlines()) == 3
+
+
+def test_mlflow_runs_read_back(sweep):
+    store, _, first = sweep
+    sweep_id = _sweep_id(first.stdout)
+    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ttc")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("sweep_id") == sweep_id]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert parent.data.params["sweep.budgets"] == "[0, 8, 24]"
+    assert parent.data.tags["ttc.engine"] == "vllm"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(int(c.data.tags["budget"]) for c in children) == BUDGETS
+    for child in children:
+        for metric in ("maj_accuracy", "pass_at_k", "tokens_per_problem"):
+            history = client.get_metric_history(child.info.run_id, metric)
+            assert sorted(m.step for m in history) == NS, metric
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"cells.parquet", "config.yaml", "plots"} <= artifacts
+
+
+def test_rerun_takes_every_unit_from_the_store(sweep):
+    store, overrides, first = sweep
+    files = {f: f.stat().st_mtime_ns for f in (store / "samples").rglob("*.parquet")}
+    second = ttc("sweep", *overrides)
+    assert second.returncode == 0, second.stderr
+    assert "(0 units run, 3 from the store)" in second.stdout
+    assert {f: f.stat().st_mtime_ns for f in (store / "samples").rglob("*.parquet")} == files
+    a = pq.read_table(store / "sweeps" / _sweep_id(first.stdout) / "cells.parquet")
+    b = pq.read_table(store / "sweeps" / _sweep_id(second.stdout) / "cells.parquet")
+    assert a.equals(b)
+
+
+def test_show_prints_the_table(sweep):
+    store, _, first = sweep
+    shown = ttc("show", _sweep_id(first.stdout), f"store.root={store}")
+    assert shown.returncode == 0 and "maj@k" in shown.stdout and "N=4" in shown.stdout
