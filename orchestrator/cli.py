@@ -2,7 +2,7 @@
 
     ttc sweep [hydra overrides...]   run a sweep, e.g.
         ttc sweep dataset=gsm8k dataset.limit=50 'sweep.budgets=[128,512]' 'sweep.n=[1,4,16]'
-    ttc show SWEEP_ID                print a finished sweep's cells table (or `ttc show` to list sweeps)
+    ttc show SWEEP_ID [--ci]         print a finished sweep's cells table (`ttc show`: list sweeps)
     ttc ui [--port 5000]             serve the MLflow UI for the local store on 127.0.0.1
 
 Bad input (an invalid key or value, an unknown group option, a missing or malformed dataset
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 
 from rich.console import Console
@@ -25,8 +24,8 @@ from orchestrator.datasets import DatasetError
 EXIT_BAD_INPUT = 2
 
 
-def cells_tables(cells) -> list[Table]:
-    """One table per (model, dataset, aggregator): budgets down, N across, accuracy [CI] in cells."""
+def cells_tables(cells, ci: bool = False) -> list[Table]:
+    """One table per (model, dataset, aggregator): budgets down, N across, accuracy (and 95% CI) in cells."""
     df = cells.to_pandas()
     tables = []
     for (model, dataset, aggregator), g in df.groupby(["model", "dataset", "aggregator"], sort=True):
@@ -39,10 +38,13 @@ def cells_tables(cells) -> list[Table]:
         for budget, row in g.groupby("budget", sort=True):
             by_n = {int(r.n): r for r in row.itertuples()}
             table.add_row(str(budget), f"{row.mean_think_tokens.iloc[0]:.1f}",
-                          *(f"{by_n[n].accuracy:.3f} [{by_n[n].ci_low:.2f},{by_n[n].ci_high:.2f}]"
-                            if n in by_n else "" for n in ns))
+                          *(_accuracy(by_n[n], ci) if n in by_n else "" for n in ns))
         tables.append(table)
     return tables
+
+
+def _accuracy(cell, ci: bool) -> str:
+    return f"{cell.accuracy:.3f} [{cell.ci_low:.2f},{cell.ci_high:.2f}]" if ci else f"{cell.accuracy:.3f}"
 
 
 def cmd_sweep(overrides: list[str], out: Console) -> int:
@@ -52,6 +54,7 @@ def cmd_sweep(overrides: list[str], out: Console) -> int:
     result = run(cfg)
     for table in cells_tables(result.cells):
         out.print(table)
+    out.print(f"95% bootstrap CIs: ttc show {result.sweep_id} --ci")
     out.print(f"cells:  {result.cells_path}")
     if result.plot_path:
         out.print(f"plot:   {result.plot_path}")
@@ -67,7 +70,7 @@ def cmd_sweep(overrides: list[str], out: Console) -> int:
     return 0
 
 
-def cmd_show(sweep_id: str | None, overrides: list[str], out: Console) -> int:
+def cmd_show(sweep_id: str | None, overrides: list[str], ci: bool, out: Console) -> int:
     from orchestrator.store import Store
 
     store = Store(compose(overrides).store.path)
@@ -77,7 +80,7 @@ def cmd_show(sweep_id: str | None, overrides: list[str], out: Console) -> int:
         return 0
     if not store.cells_path(sweep_id).is_file():
         raise ConfigError(f"SWEEP_ID={sweep_id!r}: no finished sweep with that id under {store.root / 'sweeps'}")
-    for table in cells_tables(store.read_cells(sweep_id)):
+    for table in cells_tables(store.read_cells(sweep_id), ci=ci):
         out.print(table)
     return 0
 
@@ -93,7 +96,7 @@ def cmd_ui(port: int, overrides: list[str]) -> int:
     if uri.startswith("sqlite:"):
         cmd += ["--default-artifact-root", (cfg.store.path / "mlartifacts").as_uri()]
     print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C to stop)", flush=True)
-    return subprocess.call(cmd, env=os.environ.copy())
+    os.execv(sys.executable, cmd)  # become the server, so Ctrl-C and kill reach it directly
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,18 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     p_sweep = sub.add_parser("sweep", help="run a sweep: ttc sweep [hydra overrides...]")
     p_sweep.add_argument("overrides", nargs="*", help="e.g. dataset=gsm8k 'sweep.n=[1,4,16]'")
     p_show = sub.add_parser("show", help="print a sweep's cells table")
-    p_show.add_argument("sweep_id", nargs="?")
-    p_show.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc")
+    p_show.add_argument("args", nargs="*", metavar="SWEEP_ID | KEY=VALUE",
+                        help="a sweep id and overrides such as store.root=/data/ttc")
+    p_show.add_argument("--ci", action="store_true", help="add 95%% bootstrap confidence intervals")
     p_ui = sub.add_parser("ui", help="serve the MLflow UI for the local store on 127.0.0.1")
     p_ui.add_argument("--port", type=int, default=5000)
     p_ui.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and (args.command != "show" or any(e.startswith("-") for e in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "show":  # `show ID --ci KEY=VALUE`: positionals after an option arrive as extras
+        args.args += extra
     out = Console()
     try:
         if args.command == "sweep":
             return cmd_sweep(args.overrides, out)
         if args.command == "show":
-            return cmd_show(args.sweep_id, args.overrides, out)
+            ids = [a for a in args.args if "=" not in a]
+            return cmd_show(ids[0] if ids else None, [a for a in args.args if "=" in a], args.ci, out)
         return cmd_ui(args.port, args.overrides)
     except (ConfigError, DatasetError) as err:
         print(f"ttc: error: {err}", file=sys.stderr)
