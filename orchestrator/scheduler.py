@@ -18,7 +18,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from orchestrator.config import ClusterConfig, ModelConfig
-from orchestrator.engines.vllm import VLLMEngine
+from orchestrator.engines import ENGINES
 from orchestrator.plan import Unit
 
 IN_FLIGHT_PER_ACTOR = 2  # one running, one queued: the engine never waits for the driver
@@ -48,7 +48,7 @@ def stop_ray() -> None:
 
 def _start_actor(model: ModelConfig, gpus_available: float):
     num_gpus = model.tensor_parallel_size if gpus_available > 0 else 0
-    actor_cls = ray.remote(num_cpus=1, num_gpus=num_gpus, max_restarts=0, max_task_retries=0)(VLLMEngine)
+    actor_cls = ray.remote(num_cpus=1, num_gpus=num_gpus, max_restarts=0, max_task_retries=0)(ENGINES[model.engine])
     actor = actor_cls.remote(model)
     try:
         info = ray.get(actor.info.remote())

@@ -1,0 +1,9 @@
+"""Engines: classes that turn a unit into sample rows. Only this package imports vllm.
+
+`ENGINES` maps `model.engine` to its class. Constructing an engine loads its model; the
+classes themselves import nothing heavy, so the map is cheap to import.
+"""
+
+from orchestrator.engines.vllm import VLLMEngine
+
+ENGINES = {"vllm": VLLMEngine}
