@@ -5,6 +5,12 @@ thinking by itself within B tokens, its natural answer serves; otherwise its thi
 at B, the model's forcing suffix is appended, and a short answer is sampled from there.
 Cutting a sample drawn to B_max at B has exactly the distribution of a sample capped at B,
 so one thinking pass serves the whole serial axis of the grid.
+
+The extend strategy (s1's budget forcing "Wait") changes only the thinking pass: a sample
+that closes thinking before the largest budget has the delimiter replaced by the wait
+string and thinks on, for up to `sweep.extend_rounds` rounds. The extended trajectory is
+the same for every budget (at budget B only its first B tokens matter), so the cap ladder
+over it serves every budget, and each round's output is kept.
 """
 
 from __future__ import annotations
@@ -60,3 +66,13 @@ def cap_ladder(thinking: Thinking, budgets: Sequence[int], suffix_ids: Sequence[
             cut = think[:budget]
             rungs.append(Rung(budget, len(cut), forced=True, continuation=cut + tuple(suffix_ids)))
     return rungs
+
+
+def extend(thinking: Thinking, wait_ids: Sequence[int], more: Thinking) -> Thinking:
+    """s1's "Wait": the end-of-thinking delimiter replaced by the wait string, then more thinking."""
+    return Thinking(thinking.token_ids + tuple(wait_ids) + more.token_ids, closed=more.closed, ended=more.ended)
+
+
+def can_extend(thinking: Thinking, wait_len: int, budget_max: int) -> bool:
+    """Extend only a sample that closed thinking itself with room left below the largest budget."""
+    return thinking.closed and len(thinking.token_ids) + wait_len < budget_max

@@ -16,8 +16,8 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
 GROUPS = ("model", "dataset", "sweep", "tracking", "cluster")
-STRATEGIES = ("cap",)
-ENGINE_NAMES = ("vllm", "sim")  # "extend" (s1 "Wait") lands with the budget-forcing issue
+STRATEGIES = ("cap", "extend")
+ENGINE_NAMES = ("vllm", "sim")
 
 
 class ConfigError(ValueError):
@@ -55,6 +55,8 @@ class ModelConfig:
     """Closes thinking; must be a single token of the model's tokenizer."""
     forcing_suffix: str = "\n</think>\n\nFinal Answer: "
     """Appended to thinking cut at a budget, so the model answers at once."""
+    extend_string: str = "Wait"
+    """With sweep.strategy=extend: replaces an early end-of-thinking delimiter (s1 uses "Wait")."""
     answer_max_tokens: int = 64
     """Tokens allowed for the answer after thinking ends (naturally or forced)."""
     tensor_parallel_size: int = 1
@@ -145,7 +147,10 @@ class SweepConfig:
     seed: int = 0
     """Sweep seed; per-sample seeds derive from (seed, problem id, sample index)."""
     strategy: str = "cap"
-    """Budget forcing strategy: 'cap' (cut thinking at B and force the answer)."""
+    """Budget forcing: 'cap' (cut thinking at B, force the answer) or 'extend' (also replace an
+    early end of thinking with model.extend_string and think on, s1's "Wait")."""
+    extend_rounds: int = 1
+    """With strategy=extend: how many times one sample's early end of thinking is replaced."""
     problems_per_unit: int = 16
     """Problems per unit of scheduled work."""
 
@@ -161,6 +166,8 @@ class SweepConfig:
         _check(_is_int(self.seed), "sweep.seed", self.seed, "an integer")
         _check(self.strategy in STRATEGIES, "sweep.strategy", self.strategy,
                f"one of {', '.join(STRATEGIES)}")
+        _check(_is_int(self.extend_rounds) and self.extend_rounds >= 0, "sweep.extend_rounds",
+               self.extend_rounds, "an integer >= 0")
         _check(_is_int(self.problems_per_unit) and self.problems_per_unit >= 1,
                "sweep.problems_per_unit", self.problems_per_unit, "an integer >= 1")
 

@@ -26,6 +26,7 @@ class Unit:
     n_samples: int
     seed: int
     strategy: str
+    extend_rounds: int = 0
 
     @property
     def samples(self) -> int:
@@ -94,12 +95,13 @@ def plan_units(cfg: Config, problems: list[Problem]) -> list[Unit]:
         "n_samples": sweep.max_n,
         "seed": sweep.seed,
         "strategy": sweep.strategy,
+        "extend_rounds": sweep.extend_rounds if sweep.strategy == "extend" else 0,
     }
     units = []
     for start in range(0, len(problems), sweep.problems_per_unit):
         chunk = tuple(problems[start:start + sweep.problems_per_unit])
         units.append(Unit(unit_key(base, chunk), cfg.model, cfg.dataset.name, chunk, sweep.budgets,
-                          sweep.max_n, sweep.seed, sweep.strategy))
+                          sweep.max_n, sweep.seed, sweep.strategy, base["extend_rounds"]))
     return units
 
 

@@ -16,7 +16,7 @@ import os
 
 import pyarrow as pa
 
-from orchestrator.budget import Rung, Thinking, cap_ladder, split_thinking
+from orchestrator.budget import Rung, Thinking, can_extend, cap_ladder, extend, split_thinking
 from orchestrator.config import ModelConfig
 from orchestrator.grading import Grader
 from orchestrator.plan import Unit, derive_seed
@@ -57,6 +57,7 @@ class VLLMEngine:
         self.think_end_id = end_ids[0]
         self.eos_id = self.tokenizer.eos_token_id
         self.suffix_ids = tuple(self.tokenizer.encode(model.forcing_suffix, add_special_tokens=False))
+        self.wait_ids = self.tokenizer.encode(model.extend_string, add_special_tokens=False)
         self.grader = Grader()
 
     def info(self) -> dict[str, str]:
@@ -94,42 +95,65 @@ class VLLMEngine:
 
     def run_unit(self, unit: Unit) -> pa.RecordBatch:
         """All rows of a unit: problems x samples x budgets, graded."""
-        m = self.model
-        budget_max = unit.budgets[-1]
         prompts = [self.prompt_ids(p.problem) for p in unit.problems]
+        self._check_lengths(unit, prompts)
+        samples = [(pi, si, derive_seed(unit.seed, p.id, si))
+                   for pi, p in enumerate(unit.problems) for si in range(unit.n_samples)]
+        thinking, think_latency = self.think(unit, prompts, samples)
+        ladders = [cap_ladder(t, unit.budgets, self.suffix_ids, self.think_end_id) for t in thinking]
+        requests, answers = self.answer(prompts, samples, ladders)
+        rows = self._rows(unit, prompts, samples, ladders, requests, answers, think_latency)
+        return pa.RecordBatch.from_pylist(rows, schema=SAMPLE_SCHEMA)
+
+    def _check_lengths(self, unit: Unit, prompts: list[list[int]]) -> None:
+        m = self.model
         for problem, prompt in zip(unit.problems, prompts):
-            need = len(prompt) + budget_max + len(self.suffix_ids) + m.answer_max_tokens
+            need = len(prompt) + unit.budgets[-1] + len(self.suffix_ids) + m.answer_max_tokens
             if need > m.max_model_len:
                 raise EngineError(f"problem {problem.id}: prompt ({len(prompt)} tokens) + largest budget "
                                   f"+ forcing suffix + answer = {need} > model.max_model_len={m.max_model_len}")
 
-        # Pass 1: think once, up to the largest budget.
-        samples = [(pi, si, derive_seed(unit.seed, p.id, si))
-                   for pi, p in enumerate(unit.problems) for si in range(unit.n_samples)]
-        thinking: list[Thinking] = [Thinking((), closed=False, ended=False)] * len(samples)
-        think_latency = [0.0] * len(samples)
-        if budget_max > 0:
-            outs = self._generate([prompts[pi] for pi, _, _ in samples],
-                                  [self._params(seed, budget_max, True) for _, _, seed in samples])
-            thinking = [split_thinking(o.outputs[0].token_ids, self.think_end_id, self.eos_id) for o in outs]
-            think_latency = [self._latency(o) for o in outs]
+    def think(self, unit: Unit, prompts: list[list[int]], samples: list[tuple[int, int, int]]
+              ) -> tuple[list[Thinking], list[float]]:
+        """Pass 1: every sample thinks once up to the largest budget (plus extend rounds)."""
+        budget_max = unit.budgets[-1]
+        thinking = [Thinking((), closed=False, ended=False)] * len(samples)
+        latency = [0.0] * len(samples)
+        if budget_max == 0:
+            return thinking, latency
+        outs = self._generate([prompts[pi] for pi, _, _ in samples],
+                              [self._params(seed, budget_max, True) for _, _, seed in samples])
+        thinking = [split_thinking(o.outputs[0].token_ids, self.think_end_id, self.eos_id) for o in outs]
+        latency = [self._latency(o) for o in outs]
+        wait = self.wait_ids
+        for round_ in range(1, unit.extend_rounds + 1):
+            todo = [i for i, t in enumerate(thinking) if can_extend(t, len(wait), budget_max)]
+            if not todo:
+                break
+            outs = self._generate(
+                [prompts[samples[i][0]] + list(thinking[i].token_ids) + wait for i in todo],
+                [self._params(derive_seed(samples[i][2], "extend", round_),
+                              budget_max - len(thinking[i].token_ids) - len(wait), True) for i in todo])
+            for i, out in zip(todo, outs):
+                more = split_thinking(out.outputs[0].token_ids, self.think_end_id, self.eos_id)
+                thinking[i] = extend(thinking[i], wait, more)
+                latency[i] += self._latency(out)
+        return thinking, latency
 
-        # Pass 2: one answer per distinct continuation (a natural end serves every budget above it).
-        ladders = [cap_ladder(t, unit.budgets, self.suffix_ids, self.think_end_id) for t in thinking]
-        requests: dict[tuple[int, tuple[int, ...]], int] = {}
+    def answer(self, prompts: list[list[int]], samples: list[tuple[int, int, int]], ladders: list[list[Rung]]):
+        """Pass 2: one answer per distinct continuation (a natural end serves every budget above it)."""
+        requests: dict[tuple[int, ...], int] = {}
         answer_prompts, answer_params = [], []
         for (pi, si, seed), ladder in zip(samples, ladders):
             for rung in ladder:
-                if rung.continuation is None or (pi, *rung.continuation) in requests:
+                key = (pi, si, *rung.continuation) if rung.continuation is not None else None
+                if key is None or key in requests:
                     continue
-                requests[(pi, *rung.continuation)] = len(answer_prompts)
+                requests[key] = len(answer_prompts)
                 answer_prompts.append(prompts[pi] + list(rung.continuation))
-                tag = "natural" if not rung.forced else rung.budget
-                answer_params.append(self._params(derive_seed(seed, "answer", tag), m.answer_max_tokens, False))
-        answers = self._generate(answer_prompts, answer_params)
-
-        rows = self._rows(unit, prompts, samples, ladders, requests, answers, think_latency)
-        return pa.RecordBatch.from_pylist(rows, schema=SAMPLE_SCHEMA)
+                tag = rung.budget if rung.forced else "natural"
+                answer_params.append(self._params(derive_seed(seed, "answer", tag), self.model.answer_max_tokens, False))
+        return requests, self._generate(answer_prompts, answer_params)
 
     def _rows(self, unit: Unit, prompts, samples, ladders, requests, answers, think_latency) -> list[dict]:
         base = {"unit_key": unit.key, "model": unit.model.name, "model_revision": unit.model.revision,
@@ -139,8 +163,8 @@ class VLLMEngine:
         for (pi, si, seed), ladder, t_lat in zip(samples, ladders, think_latency):
             problem = unit.problems[pi]
             for rung in ladder:
-                row = self._answer_fields(rung, requests.get((pi, *rung.continuation)) if rung.continuation
-                                          else None, answers, problem.answer)
+                index = requests[(pi, si, *rung.continuation)] if rung.continuation is not None else None
+                row = self._answer_fields(index, answers, problem.answer)
                 rows.append(base | row | {
                     "problem_id": problem.id, "sample_idx": si, "seed": seed, "budget": rung.budget,
                     "think_tokens": rung.think_tokens, "prompt_tokens": len(prompts[pi]),
@@ -148,7 +172,7 @@ class VLLMEngine:
                 })
         return rows
 
-    def _answer_fields(self, rung: Rung, index: int | None, answers, reference: str) -> dict:
+    def _answer_fields(self, index: int | None, answers, reference: str) -> dict:
         if index is None:  # the sample ended (end of sequence) inside thinking: no answer
             return {"answer_tokens": 0, "cached_tokens": 0, "finish_reason": "stop", "answer_text": "",
                     "extracted_answer": None, "correct": False, "answer_latency_s": 0.0}
