@@ -3,8 +3,10 @@
 For every (model, dataset, budget, strategy) and every N in the grid, `pass@k` and `maj@k`
 with k = N, each estimated per problem from all N_max samples, averaged over problems,
 with a bootstrap confidence interval over problems. Compute per problem: generated tokens
-(thinking + answer) of N samples, and FLOPs ~ 2 x parameters x (prompt + generated) tokens
-of N samples (attention and the prefix cache's savings are left out).
+(thinking + answer) of N samples, and the FLOPs of N samples from the model's shape: per
+sample of T tokens (prompt + thinking + answer), 2 x parameters x T for the weights plus
+2 x layers x hidden x T^2 for causal attention. The prefix cache's savings on the prompt
+are not subtracted: this is the compute of an uncached run.
 """
 
 from __future__ import annotations
@@ -29,8 +31,18 @@ def _vote_key(row) -> str | None:
     return "".join(str(row.extracted_answer).split())
 
 
-def compute_cells(samples: pa.Table, ns: Sequence[int], parameters: dict[str, int | None] | None = None) -> pa.Table:
-    """The cells table for `samples`, one row per (model, dataset, budget, strategy, n, aggregator)."""
+def flops_per_sample(tokens: np.ndarray, shape: dict[str, int] | None) -> np.ndarray:
+    """Forward FLOPs of sequences of `tokens` tokens: weights (2 P T) plus causal attention (2 L d T^2)."""
+    if not shape:
+        return np.full(len(tokens), np.nan)
+    t = tokens.astype(float)
+    return 2.0 * shape["parameters"] * t + 2.0 * shape["layers"] * shape["hidden"] * t**2
+
+
+def compute_cells(samples: pa.Table, ns: Sequence[int], shapes: dict[str, dict[str, int] | None] | None = None
+                  ) -> pa.Table:
+    """The cells table for `samples`, one row per (model, dataset, budget, strategy, n, aggregator).
+    `shapes` maps a model name to its parameters, layers and hidden size (for FLOPs)."""
     df = samples.to_pandas()
     if df.empty:
         return CELL_SCHEMA.empty_table()
@@ -39,9 +51,9 @@ def compute_cells(samples: pa.Table, ns: Sequence[int], parameters: dict[str, in
     rows = []
     for (model, dataset, budget, strategy), group in df.groupby(["model", "dataset", "budget", "strategy"], sort=True):
         per_problem = list(group.groupby("problem_id", sort=True))
-        params = (parameters or {}).get(model)
         mean_generated = group.generated.mean()
-        mean_prompt = group.prompt_tokens.mean()
+        mean_flops = flops_per_sample((group.prompt_tokens + group.generated).to_numpy(),
+                                      (shapes or {}).get(model)).mean()
         for n in ns:
             if any(len(g) < n for _, g in per_problem):
                 continue  # fewer samples than N: this N cannot be estimated here
@@ -57,7 +69,7 @@ def compute_cells(samples: pa.Table, ns: Sequence[int], parameters: dict[str, in
                     "ci_low": low, "ci_high": high,
                     "mean_think_tokens": float(group.think_tokens.mean()),
                     "tokens_per_problem": float(n * mean_generated),
-                    "flops_per_problem": float(2 * params * n * (mean_prompt + mean_generated)) if params else float("nan"),
+                    "flops_per_problem": float(n * mean_flops),
                     "problems": len(per_problem), "samples": len(group),
                 })
     return pa.Table.from_pylist(rows, schema=CELL_SCHEMA)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 
 from orchestrator.config import Config, ModelConfig
@@ -105,19 +106,22 @@ def plan_units(cfg: Config, problems: list[Problem]) -> list[Unit]:
     return units
 
 
-def model_parameters(model: ModelConfig) -> int | None:
-    """Parameter count of a local model, from its safetensors headers (no weights read); None if unknown."""
+def model_shape(model: ModelConfig) -> dict[str, int] | None:
+    """Parameters (from the safetensors headers, no weights read), layers and hidden size of a local
+    model, for FLOPs accounting; None for a hub id that is not on this machine."""
     local = model.local_path()
-    if local is None:
+    if local is None or not (local / "config.json").is_file():
         return None
-    total = 0
+    parameters = 0
     for f in sorted(local.glob("*.safetensors")):
         with f.open("rb") as fh:
             header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
         for name, meta in header.items():
             if name != "__metadata__":
-                count = 1
-                for dim in meta["shape"]:
-                    count *= dim
-                total += count
-    return total or None
+                parameters += math.prod(meta["shape"])
+    config = json.loads((local / "config.json").read_text())
+    config = config.get("text_config", config)  # multimodal configs nest the language model's
+    layers, hidden = config.get("num_hidden_layers"), config.get("hidden_size")
+    if not (parameters and layers and hidden):
+        return None
+    return {"parameters": parameters, "layers": int(layers), "hidden": int(hidden)}

@@ -21,7 +21,7 @@ from analysis.cells import compute_cells
 from analysis.plots import plot_accuracy_vs_compute
 from orchestrator.config import Config, ConfigError
 from orchestrator.datasets import load_problems
-from orchestrator.plan import Unit, model_parameters, plan_units
+from orchestrator.plan import Unit, model_shape, plan_units
 from orchestrator.store import Store, new_sweep_id
 
 
@@ -86,7 +86,7 @@ def run(cfg: Config, console: Console | None = None) -> SweepResult:
         if todo:
             failed = _schedule(cfg, todo, store, record, tracker, console, scheduler)
         samples = store.sweep_samples(sweep_id)
-        cells = compute_cells(samples, cfg.sweep.n, {cfg.model.name: model_parameters(cfg.model)})
+        cells = compute_cells(samples, cfg.sweep.n, {cfg.model.name: model_shape(cfg.model)})
         cells_path = store.write_cells(sweep_id, cells)
         plot_path = None
         if cells.num_rows:
