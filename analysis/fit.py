@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, special, stats
@@ -149,10 +149,13 @@ class FitResult:
         return FORMS[self.form].curve(np.asarray(x, dtype=float), theta)
 
 
-def _check_inputs(x, y, form: str, sigma) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _check_inputs(x, y, form: str, sigma,
+                  level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Arrays of x, y (and sigma) after checking what a fit needs; ValueError naming what is wrong."""
     if form not in FORMS:
         raise ValueError(f"form: unknown form {form!r}; allowed: {', '.join(FORMS)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.ndim != 1 or x.shape != y.shape:
         raise ValueError(f"x and y must be 1-D of one length, got shapes {x.shape} and {y.shape}")
@@ -200,12 +203,12 @@ def _covariance_ci(fit: optimize.OptimizeResult, form: Form, x: np.ndarray, abso
     n, p = len(fit.fun), len(fit.x)
     dof = n - p
     chi2 = 2 * fit.cost
-    # Covariance as curve_fit computes it: the pseudo-inverse of J^T J via the SVD, so that
-    # directions the data do not determine get an infinite variance instead of a crash.
+    # Covariance as curve_fit computes it, (J^T J)^-1 via the SVD of J; when the data leave some
+    # direction undetermined (a plateau outside the data, say) every variance is infinite, as there.
     _, s, vt = np.linalg.svd(fit.jac, full_matrices=False)
-    keep = s > np.finfo(float).eps * max(fit.jac.shape) * s[0]
-    cov = (vt[keep].T / s[keep] ** 2) @ vt[keep]
-    if not np.all(keep):
+    if np.all(s > np.finfo(float).eps * max(fit.jac.shape) * s[0]):
+        cov = (vt.T / s ** 2) @ vt
+    else:
         cov = np.full((p, p), np.inf)
     if absolute_sigma:
         scale, quantile = 1.0, stats.norm.ppf((1 + level) / 2)
@@ -235,7 +238,7 @@ def fit_curve(x, y, form: str, sigma=None, absolute_sigma: bool = False, level: 
     covariance) are scaled by the scatter of the residuals, unless absolute_sigma is True, when
     sigma are taken as the standard errors of y as they stand.
     """
-    x, y, sigma = _check_inputs(x, y, form, sigma)
+    x, y, sigma = _check_inputs(x, y, form, sigma, level)
     if absolute_sigma and sigma is None:
         raise ValueError("absolute_sigma=True needs sigma (the standard errors of y)")
     shape = FORMS[form]
@@ -243,8 +246,8 @@ def fit_curve(x, y, form: str, sigma=None, absolute_sigma: bool = False, level: 
     return _result(fit, shape, x, y, level, _covariance_ci(fit, shape, x, absolute_sigma, level))
 
 
-def _result(fit: optimize.OptimizeResult, form: Form, x: np.ndarray, y: np.ndarray, level: float, ci: dict[str, tuple[float, float]],
-            ci_method: str = "covariance") -> FitResult:
+def _result(fit: optimize.OptimizeResult, form: Form, x: np.ndarray, y: np.ndarray, level: float,
+            ci: dict[str, tuple[float, float]], ci_method: str = "covariance") -> FitResult:
     residuals = y - form.curve(x, fit.x)
     residuals.setflags(write=False)
     return FitResult(form=form.name, params={p: float(v) for p, v in zip(form.params, fit.x)}, ci=ci,
@@ -268,7 +271,7 @@ def fit_curve_bootstrap(x, per_problem_y, form: str, sigma=None, resamples: int 
                          f"got shape {per_problem.shape}")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    x, y, sigma = _check_inputs(x, per_problem.mean(axis=0), form, sigma)
+    x, y, sigma = _check_inputs(x, per_problem.mean(axis=0), form, sigma, level)
     shape = FORMS[form]
     point = _least_squares(x, y, shape, sigma, shape.starts(x, y))
     rng = np.random.default_rng(seed)
