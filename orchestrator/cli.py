@@ -3,6 +3,7 @@
     ttc sweep [hydra overrides...]   run a sweep, e.g.
         ttc sweep dataset=gsm8k dataset.limit=50 'sweep.budgets=[128,512]' 'sweep.n=[1,4,16]'
     ttc show SWEEP_ID [--ci]         print a finished sweep's cells table (`ttc show`: list sweeps)
+    ttc sync SWEEP_ID                replay to MLflow what a sweep could not log (safe to repeat)
     ttc ui [--port 5000]             serve the MLflow UI for the local store on 127.0.0.1
 
 Bad input (an invalid key or value, an unknown group option, a missing or malformed dataset
@@ -58,7 +59,10 @@ def cmd_sweep(overrides: list[str], out: Console) -> int:
     out.print(f"cells:  {result.cells_path}")
     if result.plot_path:
         out.print(f"plot:   {result.plot_path}")
-    if result.tracking_uri:
+    if result.needs_sync:
+        out.print(f"[yellow]mlflow: tracking failed ({result.tracking_error}); the results are complete in the "
+                  f"store. When {result.tracking_uri} is back, run: ttc sync {result.sweep_id}[/]")
+    elif result.tracking_uri:
         out.print(f"mlflow: {result.tracking_uri} (parent run {result.parent_run_id}); browse with `ttc ui`")
     out.print(f"sweep:  {result.sweep_id} ({result.units_run} units run, {result.units_cached} from the store)")
     if result.failed:
@@ -85,6 +89,29 @@ def cmd_show(sweep_id: str | None, overrides: list[str], ci: bool, out: Console)
     return 0
 
 
+def cmd_sync(sweep_id: str, overrides: list[str], out: Console) -> int:
+    """Replay what a sweep could not log to MLflow; safe to run again."""
+    from omegaconf import OmegaConf
+
+    from orchestrator.config import from_dict
+    from orchestrator.store import Store
+    from orchestrator.tracking import Tracker
+
+    root = compose([o for o in overrides if o.startswith("store.")]).store.path
+    sweep_dir = Store(root).sweep_dir(sweep_id)
+    if not (sweep_dir / "config.yaml").is_file():
+        raise ConfigError(f"SWEEP_ID={sweep_id!r}: no sweep with that id under {root / 'sweeps'}")
+    saved = OmegaConf.merge(OmegaConf.load(sweep_dir / "config.yaml"), OmegaConf.from_dotlist(overrides))
+    cfg = from_dict(OmegaConf.to_container(saved, resolve=True))
+    tracker = Tracker(cfg, sweep_id, sweep_dir)
+    if not tracker.needs_sync:
+        out.print(f"sweep {sweep_id}: nothing to sync")
+        return 0
+    count = tracker.replay()
+    out.print(f"sweep {sweep_id}: replayed {count} tracking operations to {tracker.uri}")
+    return 0
+
+
 def cmd_ui(port: int, overrides: list[str]) -> int:
     from orchestrator.tracking import tracking_uri
 
@@ -108,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p_show.add_argument("args", nargs="*", metavar="SWEEP_ID | KEY=VALUE",
                         help="a sweep id and overrides such as store.root=/data/ttc")
     p_show.add_argument("--ci", action="store_true", help="add 95%% bootstrap confidence intervals")
+    p_sync = sub.add_parser("sync", help="replay to MLflow what a sweep could not log (idempotent)")
+    p_sync.add_argument("sweep_id")
+    p_sync.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc tracking.uri=http://host:5000")
     p_ui = sub.add_parser("ui", help="serve the MLflow UI for the local store on 127.0.0.1")
     p_ui.add_argument("--port", type=int, default=5000)
     p_ui.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc")
@@ -123,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             ids = [a for a in args.args if "=" not in a]
             return cmd_show(ids[0] if ids else None, [a for a in args.args if "=" in a], args.ci, out)
+        if args.command == "sync":
+            return cmd_sync(args.sweep_id, args.overrides, out)
         return cmd_ui(args.port, args.overrides)
     except (ConfigError, DatasetError) as err:
         print(f"ttc: error: {err}", file=sys.stderr)

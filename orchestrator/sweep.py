@@ -7,6 +7,7 @@ sweep directory or an MLflow run exists, so bad input leaves nothing behind.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from analysis.cells import compute_cells
 from analysis.plots import plot_accuracy_vs_compute
-from orchestrator.config import Config, ConfigError
+from orchestrator.config import Config, ConfigError, resolve_path
 from orchestrator.datasets import load_problems
 from orchestrator.plan import Unit, model_shape, plan_units
 from orchestrator.store import Store, new_sweep_id
+from orchestrator.tracking import child_key
 
 
 @dataclass
@@ -37,6 +39,8 @@ class SweepResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     tracking_uri: str | None = None
     parent_run_id: str | None = None
+    needs_sync: bool = False
+    tracking_error: str | None = None
 
 
 def check_model_path(cfg: Config) -> None:
@@ -65,8 +69,9 @@ def run(cfg: Config, console: Console | None = None) -> SweepResult:
     if cfg.tracking.enabled:
         from orchestrator.tracking import Tracker
 
-        tracker = Tracker(cfg)
-        tracker.start_sweep(sweep_id, cfg, config_yaml)
+        tracker = Tracker(cfg, sweep_id, sweep_dir)
+        tracker.start_sweep(cfg, sweep_dir / "config.yaml", dataset_digest(problems),
+                            cfg.dataset.hf_id or str(resolve_path(cfg.dataset.path or "")))
     console.print(f"sweep [bold]{sweep_id}[/]: {len(problems)} problems x {cfg.sweep.max_n} samples, "
                   f"budgets {list(cfg.sweep.budgets)}, N {list(cfg.sweep.n)}; {len(units)} units "
                   f"({len(cached)} already in the store)")
@@ -99,9 +104,49 @@ def run(cfg: Config, console: Console | None = None) -> SweepResult:
         ok = not failed
     finally:
         if tracker:
-            tracker.finish(ok)
+            tracker.finish(ok, [child_key(sweep_id, cfg.model.name, cfg.dataset.name, b, cfg.sweep.strategy)
+                                for b in cfg.sweep.budgets])
     return SweepResult(sweep_id, sweep_dir, cells_path, plot_path, cells, len(todo) - len(failed), len(cached),
-                       failed, tracker.uri if tracker else None, tracker.parent_id if tracker else None)
+                       failed, tracker.uri if tracker else None, tracker.parent_id if tracker else None,
+                       tracker.needs_sync if tracker else False, tracker.error if tracker else None)
+
+
+def dataset_digest(problems: list) -> str:
+    """A short content hash of the problems used, for MLflow's dataset input."""
+    h = hashlib.sha256()
+    for p in problems:
+        h.update(f"{p.id}\x1f{p.problem}\x1f{p.answer}\x1e".encode())
+    return h.hexdigest()[:16]
+
+
+class LiveStats:
+    """Running per-budget figures for MLflow while the sweep runs: problems done, pass@1 so far, tokens/s."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.tokens = 0
+        self.problems = 0
+        self.rows: dict[tuple[str, str, int, str], list[int]] = {}  # key -> [rows, correct]
+
+    def add(self, unit: Unit, batch: pa.RecordBatch) -> None:
+        # Thinking is shared by all budgets: count it once per sample (the largest budget's rows).
+        top = batch.filter(pc.equal(batch.column("budget"), unit.budgets[-1]))
+        self.tokens += (pc.sum(top.column("think_tokens")).as_py() or 0) + (pc.sum(batch.column("answer_tokens")).as_py() or 0)
+        self.problems += len(unit.problems)
+        table = pa.Table.from_batches([batch]).group_by("budget").aggregate([("correct", "count"), ("correct", "sum")])
+        for budget, count, correct in zip(*(table.column(c).to_pylist() for c in ("budget", "correct_count", "correct_sum"))):
+            acc = self.rows.setdefault((unit.model.name, unit.dataset, budget, unit.strategy), [0, 0])
+            acc[0] += count
+            acc[1] += correct or 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        return self.tokens / elapsed if elapsed > 0 else 0.0
+
+    def metrics(self) -> dict[tuple[str, str, int, str], dict[str, float]]:
+        return {key: {"problems_done": float(self.problems), "running_pass_at_1": correct / rows,
+                      "tokens_per_s": self.tokens_per_s} for key, (rows, correct) in self.rows.items() if rows}
 
 
 def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, console: Console,
@@ -110,30 +155,29 @@ def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, cons
     total_samples = sum(u.samples for u in todo)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    live = LiveStats()
     tagged = False
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("starting engine", total=len(todo), rate="")
-        start, tokens = time.perf_counter(), 0
 
         def on_result(unit: Unit, batch: pa.RecordBatch, info: dict) -> None:
-            nonlocal tokens, tagged
-            store.write_unit(unit.model.name, unit.dataset, unit.key, batch)
-            record(unit, batch.num_rows, round(time.perf_counter() - start, 3))
-            if tracker and not tagged:
-                tracker.set_tags({f"ttc.{k}": v for k, v in info.items()})
-                tagged = True
-            # Thinking is shared by all budgets: count it once per sample (the largest budget's rows).
-            top = batch.filter(pc.equal(batch.column("budget"), unit.budgets[-1]))
-            tokens += pc.sum(top.column("think_tokens")).as_py() or 0
-            tokens += pc.sum(batch.column("answer_tokens")).as_py() or 0
-            elapsed = time.perf_counter() - start
-            progress.update(task, advance=1, description="units",
-                            rate=f"{tokens / elapsed:,.0f} tok/s" if elapsed else "")
+            nonlocal tagged
+            store.write_unit(unit.model.name, unit.dataset, unit.key, batch)  # first: the result is safe
+            record(unit, batch.num_rows, round(time.perf_counter() - live.start, 3))
+            live.add(unit, batch)
+            progress.update(task, advance=1, description="units", rate=f"{live.tokens_per_s:,.0f} tok/s")
+            if tracker:
+                if not tagged:
+                    tracker.set_tags({f"ttc.{k}": v for k, v in info.items()})
+                    tagged = True
+                tracker.log_live(live.metrics(), step=live.problems)
 
         scheduler.start_ray(cfg.cluster)
         try:
             outcome = scheduler.run_model(cfg.model, todo, cfg.cluster, on_result)
         finally:
             scheduler.stop_ray()
-    console.print(f"{total_samples} samples generated in {time.perf_counter() - start:.1f} s")
+    if tracker:
+        tracker.log_live(live.metrics(), step=live.problems, force=True)
+    console.print(f"{total_samples} samples generated in {time.perf_counter() - live.start:.1f} s")
     return [(u.key, why) for u, why in outcome.failed]

@@ -1,24 +1,34 @@
 """MLflow tracking: one parent run per sweep, one child run per (model, dataset, budget, strategy).
 
-The only module that imports mlflow, and only the driver calls it. It talks through an
-`MlflowClient` bound to one absolute URI (no global `mlflow.set_tracking_uri`). The
-default store is a sqlite database under `store.root` with artifacts beside it; MLflow's
-file store is never used. Child runs carry `maj_accuracy` and `pass_at_k` stepped by N,
-one point per N, so the MLflow UI draws each serial budget's parallel curve.
+The only module that imports mlflow, and only the driver calls it. Layout (DESIGN.md):
+experiment = sweep name; the parent run holds the resolved config, git commit, engine
+versions, `sweep_id` tag, cells table and plots; each child run holds tags `model`,
+`dataset`, `budget`, `strategy`, the dataset as an MLflow dataset input, live progress
+while the sweep runs, and `maj_accuracy` / `pass_at_k` stepped by N (one point per N).
+
+Tracking must never cost a result. Every call is an idempotent operation: runs are found by
+their `ttc.run_key` tag before one is created, and metric points carry fixed timestamps, so
+MLflow drops an exact repeat. If the tracking server fails, that operation and every later
+one are appended to the sweep's `tracking_pending.jsonl` instead, the sweep goes on, and
+`ttc sync SWEEP_ID` replays the file; replaying twice changes nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from orchestrator.config import PROJECT_ROOT, Config
 
 METRIC_OF = {"maj@k": "maj_accuracy", "pass@k": "pass_at_k"}
+PENDING = "tracking_pending.jsonl"
+LIVE_INTERVAL_S = 5.0  # live metrics at most this often: one log_batch per child per interval
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -32,7 +42,7 @@ def git_commit() -> str | None:
                              text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -46,75 +56,177 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-class Tracker:
-    """Logs one sweep to MLflow."""
+def child_key(sweep_id: str, model: str, dataset: str, budget: int, strategy: str) -> str:
+    return f"{sweep_id}/{model}/{dataset}/B={budget}/{strategy}"
 
-    def __init__(self, cfg: Config) -> None:
+
+class Tracker:
+    """Logs one sweep to MLflow, or to the pending file while MLflow is unreachable."""
+
+    def __init__(self, cfg: Config, sweep_id: str, sweep_dir: Path) -> None:
+        # Fail fast on a dead server (MLflow's defaults retry for minutes); the journal keeps the call.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         from mlflow.tracking import MlflowClient
 
         self.uri = tracking_uri(cfg)
-        if self.uri.startswith("sqlite:"):
+        self.local = self.uri.startswith("sqlite:")
+        if self.local:
             cfg.store.path.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri)
-        self.artifact_root = (cfg.store.path / "mlartifacts").as_uri() if self.uri.startswith("sqlite:") else None
-        self.experiment_id = self._experiment(cfg.sweep.name)
-        self.parent_id: str | None = None
+        self.artifact_root = (cfg.store.path / "mlartifacts").as_uri() if self.local else None
+        self.experiment_name = cfg.sweep.name
+        self.sweep_id = sweep_id
+        self.pending = sweep_dir / PENDING
+        self.offline = self.pending.exists()
+        self.error: str | None = None
+        self._experiment_id: str | None = None
+        self._run_ids: dict[str, str] = {}
+        self._last_live = 0.0
 
-    def _experiment(self, name: str) -> str:
-        found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        return self.client.create_experiment(name, artifact_location=self.artifact_root)
+    @property
+    def parent_key(self) -> str:
+        return self.sweep_id
 
-    def start_sweep(self, sweep_id: str, cfg: Config, config_yaml: str) -> str:
-        from mlflow.entities import Param
+    @property
+    def parent_id(self) -> str | None:
+        return self._run_ids.get(self.parent_key)
 
-        tags = {"sweep_id": sweep_id, "ttc.kind": "sweep"}
+    @property
+    def needs_sync(self) -> bool:
+        return self.pending.exists()
+
+    # --- the operations: each idempotent, each either applied or journaled ---
+    def _do(self, op: str, **args: Any) -> None:
+        if not self.offline:
+            try:
+                getattr(self, f"_op_{op}")(**args)
+                return
+            except Exception as err:  # noqa: BLE001 - any tracking failure: keep the call, go on
+                self.offline, self.error = True, " ".join(str(err).split())[:300]
+        with self.pending.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"op": op, "args": args}) + "\n")
+
+    def replay(self) -> int:
+        """Apply every journaled operation (raising if MLflow is still unreachable); returns how many."""
+        lines = self.pending.read_text(encoding="utf-8").splitlines() if self.pending.exists() else []
+        for line in lines:
+            entry = json.loads(line)
+            getattr(self, f"_op_{entry['op']}")(**entry["args"])
+        if lines:
+            done = self.pending.with_name("tracking_synced.jsonl")
+            with done.open("a", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in lines))
+            self.pending.unlink()
+        self.offline = False
+        return len(lines)
+
+    def _experiment(self) -> str:
+        if self._experiment_id is None:
+            found = self.client.get_experiment_by_name(self.experiment_name)
+            self._experiment_id = (found.experiment_id if found is not None else
+                                   self.client.create_experiment(self.experiment_name,
+                                                                 artifact_location=self.artifact_root))
+        return self._experiment_id
+
+    def _run_id(self, key: str) -> str:
+        if key not in self._run_ids:
+            found = self.client.search_runs([self._experiment()], filter_string=f"tags.`ttc.run_key` = '{key}'",
+                                            max_results=1)
+            if not found:
+                raise LookupError(f"no MLflow run with ttc.run_key={key}")
+            self._run_ids[key] = found[0].info.run_id
+        return self._run_ids[key]
+
+    def _op_run(self, key: str, name: str, tags: dict[str, str], parent: str | None, start_ms: int) -> None:
+        try:
+            self._run_id(key)
+            return
+        except LookupError:
+            pass
+        tags = {**tags, "ttc.run_key": key}
+        if parent is not None:
+            tags["mlflow.parentRunId"] = self._run_id(parent)
+        run = self.client.create_run(self._experiment(), start_time=start_ms, run_name=name, tags=tags)
+        self._run_ids[key] = run.info.run_id
+
+    def _op_log(self, key: str, metrics: list[list] | None = None, params: dict[str, str] | None = None,
+                tags: dict[str, str] | None = None) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        self.client.log_batch(self._run_id(key),
+                              metrics=[Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in metrics or []],
+                              params=[Param(k, v[:6000]) for k, v in (params or {}).items()],
+                              tags=[RunTag(k, v) for k, v in (tags or {}).items()])
+
+    def _op_dataset(self, key: str, name: str, digest: str, source: str) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=name, digest=digest, source_type="local" if self.local else "path", source=source)
+        self.client.log_inputs(self._run_id(key), [DatasetInput(dataset, [InputTag("mlflow.data.context", "eval")])])
+
+    def _op_artifact(self, key: str, path: str, artifact_dir: str | None) -> None:
+        self.client.log_artifact(self._run_id(key), path, artifact_dir)
+
+    def _op_end(self, key: str, status: str, end_ms: int) -> None:
+        self.client.set_terminated(self._run_id(key), status, end_time=end_ms)
+
+    # --- what the sweep calls ---
+    def start_sweep(self, cfg: Config, config_path: Path, dataset_digest: str, dataset_source: str) -> None:
+        """The parent run with the resolved config, and a child run per (model, dataset, budget, strategy)."""
+        now = int(time.time() * 1000)
+        tags = {"sweep_id": self.sweep_id, "ttc.kind": "sweep"}
         commit = git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
-        run = self.client.create_run(self.experiment_id, run_name=sweep_id, tags=tags)
-        self.parent_id = run.info.run_id
-        params = [Param(k, v[:6000]) for k, v in _flatten(cfg.to_dict()).items()]
-        self.client.log_batch(self.parent_id, params=params)
-        self.client.log_text(self.parent_id, config_yaml, "config.yaml")
-        return self.parent_id
-
-    def log_cells(self, cells: pa.Table) -> list[str]:
-        """One finished child run per (model, dataset, budget, strategy), metrics stepped by N."""
-        from mlflow.entities import Metric, Param
-
-        assert self.parent_id is not None, "start_sweep first"
-        df = cells.to_pandas()
-        child_ids = []
-        for (model, dataset, budget, strategy), g in df.groupby(["model", "dataset", "budget", "strategy"], sort=True):
-            tags = {"mlflow.parentRunId": self.parent_id, "model": model, "dataset": dataset,
-                    "budget": str(budget), "strategy": strategy, "ttc.kind": "cell"}
-            run = self.client.create_run(self.experiment_id, run_name=f"{model}/{dataset}/B={budget}/{strategy}",
-                                         tags=tags)
-            metrics, now = [], int(time.time() * 1000)
-            for row in g.itertuples():
-                step = int(row.n)
-                metrics.append(Metric(METRIC_OF[row.aggregator], float(row.accuracy), now, step))
-                if row.aggregator == "maj@k":  # compute is the same for both aggregators: log it once
-                    metrics.append(Metric("tokens_per_problem", float(row.tokens_per_problem), now, step))
-                    metrics.append(Metric("mean_think_tokens", float(row.mean_think_tokens), now, step))
-            params = [Param("model", model), Param("dataset", dataset), Param("budget", str(budget)),
-                      Param("strategy", strategy), Param("problems", str(int(g.problems.iloc[0])))]
-            self.client.log_batch(run.info.run_id, metrics=metrics, params=params)
-            self.client.set_terminated(run.info.run_id, "FINISHED")
-            child_ids.append(run.info.run_id)
-        return child_ids
+        self._do("run", key=self.parent_key, name=self.sweep_id, tags=tags, parent=None, start_ms=now)
+        self._do("log", key=self.parent_key, params=_flatten(cfg.to_dict()))
+        self._do("artifact", key=self.parent_key, path=str(config_path), artifact_dir=None)
+        for budget in cfg.sweep.budgets:
+            key = child_key(self.sweep_id, cfg.model.name, cfg.dataset.name, budget, cfg.sweep.strategy)
+            tags = {"model": cfg.model.name, "dataset": cfg.dataset.name, "budget": str(budget),
+                    "strategy": cfg.sweep.strategy, "sweep_id": self.sweep_id, "ttc.kind": "cell"}
+            self._do("run", key=key, name=f"{cfg.model.name}/{cfg.dataset.name}/B={budget}/{cfg.sweep.strategy}",
+                     tags=tags, parent=self.parent_key, start_ms=now)
+            self._do("log", key=key, params={"model": cfg.model.name, "dataset": cfg.dataset.name,
+                                             "budget": str(budget), "strategy": cfg.sweep.strategy})
+            self._do("dataset", key=key, name=cfg.dataset.name, digest=dataset_digest, source=dataset_source)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        assert self.parent_id is not None
-        for key, value in tags.items():
-            self.client.set_tag(self.parent_id, key, value)
+        self._do("log", key=self.parent_key, tags=tags)
+
+    def log_live(self, progress: dict[tuple[str, str, int, str], dict[str, float]], step: int,
+                 force: bool = False) -> None:
+        """Running metrics per child (problems done, accuracy so far, tokens/s), at a bounded rate."""
+        now = time.monotonic()
+        if not force and now - self._last_live < LIVE_INTERVAL_S:
+            return
+        self._last_live = now
+        ts = int(time.time() * 1000)
+        for (model, dataset, budget, strategy), metrics in progress.items():
+            key = child_key(self.sweep_id, model, dataset, budget, strategy)
+            self._do("log", key=key, metrics=[[name, value, ts, step] for name, value in metrics.items()])
+
+    def log_cells(self, cells: pa.Table) -> None:
+        """Final metrics per child: maj_accuracy and pass_at_k stepped by N, compute per N."""
+        ts = int(time.time() * 1000)
+        df = cells.to_pandas()
+        for (model, dataset, budget, strategy), g in df.groupby(["model", "dataset", "budget", "strategy"], sort=True):
+            metrics = []
+            for row in g.itertuples():
+                metrics.append([METRIC_OF[row.aggregator], float(row.accuracy), ts, int(row.n)])
+                if row.aggregator == "maj@k":  # compute is the same for both aggregators: log it once
+                    metrics.append(["tokens_per_problem", float(row.tokens_per_problem), ts, int(row.n)])
+                    metrics.append(["mean_think_tokens", float(row.mean_think_tokens), ts, int(row.n)])
+            key = child_key(self.sweep_id, model, dataset, int(budget), strategy)
+            self._do("log", key=key, metrics=metrics, params={"problems": str(int(g.problems.iloc[0]))})
 
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
-        assert self.parent_id is not None
-        self.client.log_artifact(self.parent_id, str(path), artifact_dir)
+        self._do("artifact", key=self.parent_key, path=str(path), artifact_dir=artifact_dir)
 
-    def finish(self, ok: bool) -> None:
-        if self.parent_id is not None:
-            self.client.set_terminated(self.parent_id, "FINISHED" if ok else "FAILED")
+    def finish(self, ok: bool, child_keys: list[str]) -> None:
+        now = int(time.time() * 1000)
+        status = "FINISHED" if ok else "FAILED"
+        for key in child_keys:
+            self._do("end", key=key, status=status, end_ms=now)
+        self._do("end", key=self.parent_key, status=status, end_ms=now)

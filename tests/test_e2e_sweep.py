@@ -69,7 +69,7 @@ def test_mlflow_runs_read_back(sweep):
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("ttc")
     runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("sweep_id") == sweep_id]
+    parents = [r for r in runs if r.data.tags.get("sweep_id") == sweep_id and r.data.tags["ttc.kind"] == "sweep"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
     assert parent.data.params["sweep.budgets"] == "[0, 8, 24]"
@@ -77,9 +77,12 @@ def test_mlflow_runs_read_back(sweep):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(int(c.data.tags["budget"]) for c in children) == BUDGETS
     for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags["sweep_id"] == sweep_id
         for metric in ("maj_accuracy", "pass_at_k", "tokens_per_problem"):
             history = client.get_metric_history(child.info.run_id, metric)
-            assert sorted(m.step for m in history) == NS, metric
+            assert sorted(m.step for m in history) == NS, metric  # exactly one point per N
+        assert client.get_metric_history(child.info.run_id, "running_pass_at_1")  # live progress was logged
+        assert [d.dataset.name for d in child.inputs.dataset_inputs] == ["tiny_arith"]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"cells.parquet", "config.yaml", "plots"} <= artifacts
 
