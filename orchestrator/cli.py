@@ -61,7 +61,8 @@ def cmd_sweep(overrides: list[str], out: Console) -> int:
         out.print(f"plot:   {result.plot_path}")
     if result.needs_sync:
         out.print(f"[yellow]mlflow: tracking failed ({result.tracking_error}); the results are complete in the "
-                  f"store. When {result.tracking_uri} is back, run: ttc sync {result.sweep_id}[/]")
+                  f"store. When {result.tracking_uri} is back, run:[/]")
+        out.print(f"  ttc sync {result.sweep_id}")
     elif result.tracking_uri:
         out.print(f"mlflow: {result.tracking_uri} (parent run {result.parent_run_id}); browse with `ttc ui`")
     out.print(f"sweep:  {result.sweep_id} ({result.units_run} units run, {result.units_cached} from the store)")
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "show":  # `show ID --ci KEY=VALUE`: positionals after an option arrive as extras
         args.args += extra
-    out = Console()
+    out = Console(soft_wrap=True)  # paths and commands stay on one line, to be copied
     try:
         if args.command == "sweep":
             return cmd_sweep(args.overrides, out)

@@ -1,0 +1,150 @@
+"""MLflow outage: a real `mlflow server` killed mid-sweep; the sweep finishes, `ttc sync` replays, twice safely."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import tiny_overrides, ttc
+
+pytestmark = pytest.mark.e2e
+
+BUDGETS, NS = [0, 8, 24], [1, 2, 4]
+
+
+class MlflowServer:
+    """A tracking server on 127.0.0.1 with a sqlite backend, started and stopped by handle."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+               "--workers", "1", "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+               "--artifacts-destination", (self.root / "artifacts").as_uri()]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("mlflow server did not start")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group we started: uvicorn and its workers
+            self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = MlflowServer(tmp_path / "server")
+    s.root.mkdir()
+    s.start()
+    yield s
+    s.kill()
+
+
+def _sweep_id(stdout: str) -> str:
+    return next(line for line in stdout.splitlines() if line.startswith("sweep:")).split()[1]
+
+
+def _runs(uri: str, sweep_id: str):
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("ttc")
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.sweep_id = '{sweep_id}'")
+    return client, runs
+
+
+def _assert_logged_once(uri: str, sweep_id: str) -> None:
+    client, runs = _runs(uri, sweep_id)
+    parents = [r for r in runs if r.data.tags["ttc.kind"] == "sweep"]
+    children = [r for r in runs if r.data.tags["ttc.kind"] == "cell"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(int(c.data.tags["budget"]) for c in children) == BUDGETS
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        for metric in ("maj_accuracy", "pass_at_k", "tokens_per_problem", "running_pass_at_1"):
+            points = [(m.step, m.value, m.timestamp) for m in client.get_metric_history(child.info.run_id, metric)]
+            assert points and max(Counter(points).values()) == 1, f"{metric} has duplicate points"
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "maj_accuracy")]
+        assert sorted(steps) == NS
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"cells.parquet", "config.yaml", "plots"} <= artifacts
+
+
+def test_server_killed_mid_sweep_then_synced_twice(server, tiny_model, tiny_dataset, tmp_path):
+    store = tmp_path / "store"
+    args = ["sweep", *tiny_overrides(tiny_model, tiny_dataset, store), f"tracking.uri={server.uri}"]
+    sweep = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=Path(__file__).parents[1],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The runs exist as soon as the sweep starts; the engine takes ~20 s more to load: kill the server then.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        client = MlflowClient(tracking_uri=server.uri)
+        experiment = client.get_experiment_by_name("ttc")
+        if experiment and client.search_runs([experiment.experiment_id]):
+            break
+        time.sleep(0.5)
+    manifest_lines_at_kill = len(list((store / "sweeps").glob("*/manifest.jsonl")))
+    server.kill()
+    stdout, stderr = sweep.communicate(timeout=900)
+    assert sweep.returncode == 0, stdout + stderr
+    assert manifest_lines_at_kill == 0  # the outage began before any unit finished
+    sweep_id = _sweep_id(stdout)
+    assert f"ttc sync {sweep_id}" in stdout.replace("\n", "")
+    # The Parquet store is complete.
+    rows = pq.ParquetDataset(sorted((store / "samples").rglob("*.parquet")), partitioning=None).read()
+    assert rows.num_rows == 5 * 4 * len(BUDGETS)
+    pending = store / "sweeps" / sweep_id / "tracking_pending.jsonl"
+    assert pending.is_file()
+
+    server.start()
+    for expected in ("replayed", "nothing to sync"):
+        synced = ttc("sync", sweep_id, f"store.root={store}")
+        assert synced.returncode == 0 and expected in synced.stdout, synced.stdout + synced.stderr
+    assert not pending.exists()
+    _assert_logged_once(server.uri, sweep_id)
+
+    # Replaying the journal once more (as if sync ran twice before cleaning up) changes nothing.
+    (store / "sweeps" / sweep_id / "tracking_synced.jsonl").rename(pending)
+    again = ttc("sync", sweep_id, f"store.root={store}")
+    assert again.returncode == 0 and "replayed" in again.stdout
+    _assert_logged_once(server.uri, sweep_id)
+
+
+def test_server_unreachable_at_start(server, tiny_model, tiny_dataset, tmp_path):
+    store = tmp_path / "store"
+    overrides = tiny_overrides(tiny_model, tiny_dataset, store)
+    first = ttc("sweep", *overrides, "tracking=none")  # fill the store; this sweep logs nothing
+    assert first.returncode == 0, first.stderr
+    dead = f"http://127.0.0.1:{server.port + 1 if server.port < 65535 else server.port - 1}"
+    second = ttc("sweep", *overrides, f"tracking.uri={dead}")  # every unit from the store, no MLflow at all
+    assert second.returncode == 0, second.stderr
+    sweep_id = _sweep_id(second.stdout)
+    assert "(0 units run, 3 from the store)" in second.stdout and f"ttc sync {sweep_id}" in second.stdout
+    synced = ttc("sync", sweep_id, f"store.root={store}", f"tracking.uri={server.uri}")
+    assert synced.returncode == 0 and "replayed" in synced.stdout, synced.stdout + synced.stderr
+    client, runs = _runs(server.uri, sweep_id)
+    assert len([r for r in runs if r.data.tags["ttc.kind"] == "sweep"]) == 1
+    assert not (tmp_path / "mlruns").exists() and not first.stdout.count("mlflow:")
