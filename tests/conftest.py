@@ -39,3 +39,17 @@ def ttc(*args: str, cwd: Path = PROJECT) -> subprocess.CompletedProcess:
     """Run the real `ttc` command line in a subprocess."""
     return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=900)
+
+
+TOY_OVERRIDES: list[str] = []  # the committed toy reasoner with its default config
+
+
+@pytest.fixture(scope="session")
+def toy_engine():
+    """One real vLLM engine on the toy reasoner, shared by every test that needs it (~20 s to start)."""
+    from orchestrator.config import compose
+    from orchestrator.engines.vllm import VLLMEngine
+
+    engine = VLLMEngine(compose(TOY_OVERRIDES).model)
+    yield engine
+    engine.close()

