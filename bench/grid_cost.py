@@ -3,6 +3,7 @@
     python bench/grid_cost.py --plan-only            # the default reproduction grid, by a length model
     python bench/grid_cost.py --plan-only --lengths full
     python bench/grid_cost.py                        # a small real grid on the toy model, both ways
+    python bench/grid_cost.py --problems 32 model.temperature=1.0   # with config overrides
 
 Cell by cell (lm-eval, s1's scripts, SkyThought) runs every (B, N) as its own request:
 N samples thinking up to B, then an answer. The shared plan draws N_max samples thinking
@@ -123,7 +124,7 @@ def real_run(args: argparse.Namespace) -> float:
     from orchestrator.engines.vllm import VLLMEngine
     from orchestrator.plan import plan_units
 
-    cfg = compose([f"dataset.limit={args.problems}", f"sweep.problems_per_unit={args.problems}"])
+    cfg = compose([f"dataset.limit={args.problems}", f"sweep.problems_per_unit={args.problems}", *args.overrides])
     budgets, ns = list(cfg.sweep.budgets), list(cfg.sweep.n)
     problems = load_problems(cfg.dataset)
     engine = VLLMEngine(cfg.model)
@@ -160,6 +161,7 @@ def main() -> None:
     parser.add_argument("--lengths", choices=["lognormal", "full"], default="lognormal")
     parser.add_argument("--answer-tokens", type=int, default=64)
     parser.add_argument("--problems", type=int, default=64, help="real run: toy problems")
+    parser.add_argument("overrides", nargs="*", help="real run: config overrides, e.g. model.temperature=1.0")
     args = parser.parse_args()
     if args.plan_only:
         ratio = plan_only(args)

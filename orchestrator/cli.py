@@ -3,6 +3,7 @@
     ttc sweep [hydra overrides...]   run a sweep, e.g.
         ttc sweep dataset=gsm8k dataset.limit=50 'sweep.budgets=[128,512]' 'sweep.n=[1,4,16]'
     ttc show SWEEP_ID [--ci]         print a finished sweep's cells table (`ttc show`: list sweeps)
+    ttc reproduce RECIPE [--dry-run] run a recipe of conf/experiment/, compare with its published numbers
     ttc sync SWEEP_ID                replay to MLflow what a sweep could not log (safe to repeat)
     ttc ui [--port 5000]             serve the MLflow UI for the local store on 127.0.0.1
 
@@ -49,9 +50,13 @@ def _accuracy(cell, ci: bool) -> str:
 
 
 def cmd_sweep(overrides: list[str], out: Console) -> int:
+    return _run_and_report(compose(overrides), out)[1]
+
+
+def _run_and_report(cfg, out: Console):
+    """Run a sweep and print its tables and paths; (result, exit status)."""
     from orchestrator.sweep import run
 
-    cfg = compose(overrides)
     result = run(cfg)
     for table in cells_tables(result.cells):
         out.print(table)
@@ -71,8 +76,45 @@ def cmd_sweep(overrides: list[str], out: Console) -> int:
             out.print(f"[red]unit {key} failed:[/] {why}")
         out.print(f"[red]{len(result.failed)} units failed[/]; finished units are kept, re-run the same "
                   "command to retry only the missing ones")
-        return 1
-    return 0
+        return result, 1
+    return result, 0
+
+
+def cmd_reproduce(recipe: str, dry_run: bool, overrides: list[str], out: Console) -> int:
+    """Plan (and unless --dry-run, run) a recipe, then compare it with its published numbers."""
+    from analysis.reproduce import compare, plot_reproduction, to_markdown
+    from orchestrator.config import group_options
+    from orchestrator.datasets import load_problems
+    from orchestrator.plan import estimate_size, plan_units
+    from orchestrator.tracking import log_to_sweep
+
+    if recipe not in group_options("experiment"):
+        raise ConfigError(f"RECIPE={recipe!r} is not a recipe; allowed: {', '.join(group_options('experiment'))} "
+                          "(conf/experiment/)")
+    cfg = compose([f"experiment={recipe}", *overrides])
+    size = estimate_size(cfg, plan_units(cfg, load_problems(cfg.dataset)))
+    out.print(f"recipe {recipe}: model {cfg.model.name} (tp={cfg.model.tensor_parallel_size}) on {cfg.dataset.name}, "
+              f"budgets {list(cfg.sweep.budgets)}, N {list(cfg.sweep.n)}, strategy {cfg.sweep.strategy}")
+    out.print(f"  {size['units']} units, {size['problems']} problems, {size['samples']:,} samples, "
+              f"{size['rows']:,} sample rows")
+    out.print(f"  at most {size['max_decode_tokens']:,.0f} decode tokens, about {size['gpu_hours']:,.1f} GPU-hours "
+              f"at {cfg.model.est_tokens_per_s:,.0f} tokens/s per replica (model.est_tokens_per_s)")
+    for p in cfg.published:
+        out.print(f"  reproduces {p.aggregator.replace('k', str(p.n))} at B={p.budget}: {p.value} ({p.source})")
+    if dry_run:
+        return 0
+    result, status = _run_and_report(cfg, out)
+    table = compare(result.cells, cfg.published)
+    title = f"{recipe}: ours vs published"
+    md = result.sweep_dir / "reproduction.md"
+    md.write_text(to_markdown(table, title), encoding="utf-8")
+    table.to_csv(result.sweep_dir / "reproduction.csv", index=False)
+    plot = plot_reproduction(result.cells, table, result.sweep_dir / "plots" / "reproduction.png", title)
+    if cfg.tracking.enabled:
+        log_to_sweep(cfg, result.sweep_id, result.sweep_dir, [(md, None), (plot, "plots")])
+    out.print(md.read_text(encoding="utf-8"))
+    out.print(f"reproduction: {md}\nplot:         {plot}")
+    return status
 
 
 def cmd_show(sweep_id: str | None, overrides: list[str], ci: bool, out: Console) -> int:
@@ -136,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     p_show.add_argument("args", nargs="*", metavar="SWEEP_ID | KEY=VALUE",
                         help="a sweep id and overrides such as store.root=/data/ttc")
     p_show.add_argument("--ci", action="store_true", help="add 95%% bootstrap confidence intervals")
+    p_rep = sub.add_parser("reproduce", help="run a recipe (conf/experiment/) and compare with published numbers")
+    p_rep.add_argument("recipe")
+    p_rep.add_argument("--dry-run", action="store_true", help="validate and plan; print the size; load no model")
+    p_rep.add_argument("overrides", nargs="*")
     p_sync = sub.add_parser("sync", help="replay to MLflow what a sweep could not log (idempotent)")
     p_sync.add_argument("sweep_id")
     p_sync.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc tracking.uri=http://host:5000")
@@ -143,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     p_ui.add_argument("--port", type=int, default=5000)
     p_ui.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc")
     args, extra = parser.parse_known_args(argv)
-    if extra and (args.command != "show" or any(e.startswith("-") for e in extra)):
+    if extra and (args.command not in ("show", "reproduce") or any(e.startswith("-") for e in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "show":  # `show ID --ci KEY=VALUE`: positionals after an option arrive as extras
         args.args += extra
+    if args.command == "reproduce":
+        args.overrides += extra
     out = Console(soft_wrap=True)  # paths and commands stay on one line, to be copied
     try:
         if args.command == "sweep":
@@ -154,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             ids = [a for a in args.args if "=" not in a]
             return cmd_show(ids[0] if ids else None, [a for a in args.args if "=" in a], args.ci, out)
+        if args.command == "reproduce":
+            return cmd_reproduce(args.recipe, args.dry_run, args.overrides, out)
         if args.command == "sync":
             return cmd_sync(args.sweep_id, args.overrides, out)
         return cmd_ui(args.port, args.overrides)

@@ -125,3 +125,15 @@ def model_shape(model: ModelConfig) -> dict[str, int] | None:
     if not (parameters and layers and hidden):
         return None
     return {"parameters": parameters, "layers": int(layers), "hidden": int(hidden)}
+
+
+def estimate_size(cfg: Config, units: list[Unit]) -> dict[str, float]:
+    """What a sweep will cost, before any model loads: units, samples, sample rows, and an upper
+    bound on decode tokens (every sample thinks to the largest budget and every budget forces an
+    answer) converted to GPU-hours with model.est_tokens_per_s per replica of tensor_parallel_size GPUs."""
+    samples = sum(u.samples for u in units)
+    per_sample = cfg.sweep.max_budget + len(cfg.sweep.budgets) * cfg.model.answer_max_tokens
+    tokens = samples * per_sample
+    gpu_hours = tokens / cfg.model.est_tokens_per_s / 3600 * cfg.model.tensor_parallel_size
+    return {"units": len(units), "problems": sum(len(u.problems) for u in units), "samples": samples,
+            "rows": sum(u.rows for u in units), "max_decode_tokens": tokens, "gpu_hours": gpu_hours}

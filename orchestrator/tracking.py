@@ -230,3 +230,12 @@ class Tracker:
         for key in child_keys:
             self._do("end", key=key, status=status, end_ms=now)
         self._do("end", key=self.parent_key, status=status, end_ms=now)
+
+
+def log_to_sweep(cfg: Config, sweep_id: str, sweep_dir: Path, artifacts: list[tuple[Path, str | None]]) -> bool:
+    """Attach files made after a sweep (analysis, reproduction) to its parent run; False if they were
+    journaled for `ttc sync` instead."""
+    tracker = Tracker(cfg, sweep_id, sweep_dir)
+    for path, artifact_dir in artifacts:
+        tracker.log_artifact(path, artifact_dir)
+    return not tracker.needs_sync

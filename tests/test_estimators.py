@@ -73,3 +73,27 @@ def test_bootstrap_ci_brackets_the_mean():
     values = np.random.default_rng(0).binomial(1, 0.3, size=400).astype(float)
     low, high = bootstrap_ci(values)
     assert low < values.mean() < high and high - low < 0.15
+
+
+def test_maj_at_k_falls_back_to_random_subsets_with_a_standard_error():
+    from analysis.estimators import maj_at_k_estimate
+
+    rng = random.Random(3)
+    answers = [rng.choice([None, "a", "b", "c", "d", "e"]) for _ in range(3000)]
+    value, se = maj_at_k_estimate(answers, "a", 500)
+    assert se > 0  # too large to count exactly: sampled
+    truth = brute_maj_sampled(answers, "a", 500, draws=4000)
+    assert abs(value - truth) < 5 * se + 0.02
+    small_value, small_se = maj_at_k_estimate(["a", "b", "a"], "a", 2)
+    assert small_se == 0 and small_value == pytest.approx(brute_maj(["a", "b", "a"], "a", 2))
+
+
+def brute_maj_sampled(answers, correct, k, draws):
+    rng = random.Random(9)
+    total = 0.0
+    for _ in range(draws):
+        votes = Counter(a for a in rng.sample(answers, k) if a is not None)
+        top = max(votes.values())
+        tied = [a for a, v in votes.items() if v == top]
+        total += (correct in tied) / len(tied)
+    return total / draws

@@ -1,0 +1,34 @@
+"""Reproduction recipes (conf/experiment/): each composes, names its sources, and plans with --dry-run."""
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.config import compose, group_options
+
+RECIPES = group_options("experiment")
+
+
+def test_the_required_recipes_exist():
+    assert {"r1_distill_qwen_1.5b_aime24", "r1_distill_qwen_7b_aime24", "r1_distill_qwen_32b_aime24",
+            "s1_32b_budget_forcing_aime24", "llmonkeys_pythia_70m_math"} <= set(RECIPES)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_composes_with_sourced_points_on_its_grid(recipe):
+    cfg = compose([f"experiment={recipe}"])
+    assert cfg.published, "a recipe pairs its grid with published numbers"
+    for point in cfg.published:
+        assert point.budget in cfg.sweep.budgets and point.n in cfg.sweep.n
+        assert "arXiv" in point.source or "models/" in point.source
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_dry_run_plans_without_a_model(recipe, capsys):
+    assert main(["reproduce", recipe, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "units" in out and "samples" in out and "GPU-hours" in out and "reproduces" in out
+
+
+def test_unknown_recipe_exits_2(capsys):
+    assert main(["reproduce", "no_such_recipe", "--dry-run"]) == 2
+    assert "allowed:" in capsys.readouterr().err
