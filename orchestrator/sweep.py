@@ -24,7 +24,7 @@ from orchestrator.config import Config, ConfigError, resolve_path
 from orchestrator.datasets import load_problems
 from orchestrator.plan import Unit, model_shape, plan_units
 from orchestrator.store import Store, new_sweep_id
-from orchestrator.tracking import child_key
+from orchestrator.tracking import Tracker, child_key
 
 
 @dataclass
@@ -59,16 +59,15 @@ def run(cfg: Config, console: Console | None = None) -> SweepResult:
     problems = load_problems(cfg.dataset)
     units = plan_units(cfg, problems)
     store = Store(cfg.store.path)
-    cached = [u for u in units if store.has_unit(u.model.name, u.dataset, u.key)]
-    todo = [u for u in units if u not in cached]
+    stored = [store.has_unit(u.model.name, u.dataset, u.key) for u in units]
+    cached = [u for u, done in zip(units, stored) if done]
+    todo = [u for u, done in zip(units, stored) if not done]
 
     sweep_id = new_sweep_id()
     config_yaml = OmegaConf.to_yaml(cfg.to_dict())
     sweep_dir = store.create_sweep(sweep_id, config_yaml)
     tracker = None
     if cfg.tracking.enabled:
-        from orchestrator.tracking import Tracker
-
         tracker = Tracker(cfg, sweep_id, sweep_dir)
         tracker.start_sweep(cfg, sweep_dir / "config.yaml", dataset_digest(problems),
                             cfg.dataset.hf_id or str(resolve_path(cfg.dataset.path or "")))
