@@ -22,6 +22,7 @@ from rich.table import Table
 
 from orchestrator.config import ConfigError, compose
 from orchestrator.datasets import DatasetError
+from orchestrator.errors import SweepError
 
 EXIT_BAD_INPUT = 2
 
@@ -210,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError) as err:
         print(f"ttc: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except SweepError as err:  # the run stopped part-way; what finished is in the store
+        print(f"ttc: sweep stopped: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

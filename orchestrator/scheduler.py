@@ -1,121 +1,514 @@
-"""Scheduling units on Ray: engine actors per model, a bounded number of units in flight each.
+"""Scheduling units on Ray: engine replicas per model, placement, failures. The only module that imports ray.
 
-The only module that imports ray. Models run one after another: a model's actors are
-started, fed units (longest first) until none is left, then killed before the next model
-loads. Each finished unit comes back as one Arrow RecordBatch and is handed to `on_result`
-at once, so it is stored before anything else can go wrong. A unit whose actor died is
-re-queued on a fresh actor (Ray itself never retries it), up to `cluster.max_retries` times.
+`run_models([(model, units), ...], cluster, on_result)`:
+- **Placement.** Each model gets R engine replicas (`cluster.replicas`; null: as many as the
+  GPUs allow for its tensor_parallel_size, 1 without GPUs). A replica is one actor holding
+  `num_gpus=tp`, or, for tp >= `cluster.placement_group_min_tp`, a STRICT_PACK placement
+  group of one-GPU bundles on one node (vLLM runs its workers in it). A replica never spans
+  nodes: a model whose tp exceeds every node's GPUs fails at once with SchedulerError.
+- **Streaming.** Units go out longest first, at most `cluster.max_in_flight` per replica ahead
+  of its results (one each once the queue is shorter than the replicas, so no unit waits
+  behind a straggler). Each result is handed to `on_result` the moment it arrives.
+- **Models in turn.** Largest replicas first, so small ones fill the GPUs at the end. A replica
+  is killed (its placement group removed) as soon as its model's queue is empty and it is
+  idle; the next model's replicas are requested when the queue empties and start on the GPUs
+  so freed. Without GPUs a model starts only when the previous one is done.
+- **Failures.** A replica that dies (killed actor, lost node) is replaced, and the units it
+  held are discarded and re-queued on a live or fresh replica. The unit it was running loses
+  an attempt (after `cluster.max_retries` re-runs it is reported failed); units queued behind
+  it never started and lose nothing. Ray never retries (max_restarts=0, max_task_retries=0),
+  and a unit reaches `on_result` at most once, so no row is duplicated or lost. Replicas that
+  keep dying while starting stop being replaced after `cluster.max_retries` in a row.
+
+The dispatching talks to the cluster through `Backend`; `RayBackend` is the real one, and
+bench/scheduler_scale.py drives the same dispatcher with a virtual-time backend.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import pyarrow as pa
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayError, RayTaskError
+from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from orchestrator.config import ClusterConfig, ModelConfig
 from orchestrator.engines import ENGINES
+from orchestrator.engines.sim import SimSettings
 from orchestrator.plan import Unit
 
-IN_FLIGHT_PER_ACTOR = 2  # one running, one queued: the engine never waits for the driver
+OnResult = Callable[[Unit, pa.RecordBatch, dict], None]
+_SERIAL = itertools.count()  # replica names stay unique across calls in one process
 
 
 class SchedulerError(RuntimeError):
-    """The sweep cannot go on (an engine cannot start, no resources); the message says why."""
+    """The sweep cannot go on (no node can hold a replica, an engine cannot start); the message says why."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one engine replica ran."""
+
+    model: str
+    replica: str
+    node_ids: tuple[str, ...]
+    """The node(s) holding its GPUs (its own node without GPUs); always one node."""
+    gpu_ids: tuple[str, ...]
+    """The GPUs the actor holds (empty for a placement group: its workers hold them)."""
+    placement_group: bool
 
 
 @dataclass
 class Outcome:
     done: int = 0
+    """Units handed to on_result."""
     failed: list[tuple[Unit, str]] = field(default_factory=list)
+    """Units given up on, with why."""
+    retried: int = 0
+    """Unit attempts lost with their engine and re-queued."""
+    placements: list[Placement] = field(default_factory=list)
 
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    gpus: int
+    """GPUs of one replica, all on one node (0 on a cluster without GPUs)."""
+    placement_group: bool
+
+
+@dataclass(eq=False)
+class Replica:
+    name: str
+    model: ModelConfig
+    spec: ReplicaSpec
+    handle: Any = None  # the backend's
+    state: str = "starting"  # -> "ready" -> "gone"
+    units: deque[Unit] = field(default_factory=deque)  # in flight, in the order sent: the first one runs
+    running: Unit | None = None  # the unit it was running when it died
+    info: dict | None = None
+
+
+# Events a backend reports.
+@dataclass(frozen=True)
+class Ready:
+    replica: Replica
+    info: dict
+    placement: Placement
+
+
+@dataclass(frozen=True)
+class Finished:
+    replica: Replica
+    unit: Unit
+    batch: pa.RecordBatch
+
+
+@dataclass(frozen=True)
+class Raised:
+    """The engine raised on this unit: deterministic, so not retried."""
+
+    replica: Replica
+    unit: Unit
+    message: str
+
+
+@dataclass(frozen=True)
+class Lost:
+    """The replica died while starting (unit None) or while holding `unit`."""
+
+    replica: Replica
+    unit: Unit | None
+    message: str
+    init_failed: bool = False  # its engine raised while starting: a fresh one would too
+
+
+Event = Ready | Finished | Raised | Lost
+
+
+class Backend(Protocol):
+    def nodes(self) -> list[tuple[float, float]]:
+        """(GPUs, CPUs) of every alive node."""
+
+    def start(self, replica: Replica) -> None:
+        """Create the replica; a Ready or Lost event follows."""
+
+    def submit(self, replica: Replica, unit: Unit) -> None:
+        """Run `unit` on a ready replica; a Finished, Raised or Lost event follows."""
+
+    def stop(self, replica: Replica) -> None:
+        """Kill the replica and free its resources; events of units it held may still follow."""
+
+    def wait(self) -> list[Event]:
+        """Block until at least one event."""
+
+    def close(self) -> None:
+        """Stop every replica still alive."""
+
+
+# --- Ray -------------------------------------------------------------------------------------
 
 def start_ray(cluster: ClusterConfig) -> None:
-    if not ray.is_initialized():
+    """Start a local Ray (cluster.kind=local) or connect to a running cluster (kind=ray)."""
+    if ray.is_initialized():
+        return
+    if cluster.kind == "local":
         # A local instance of our own, even if RAY_ADDRESS points elsewhere; logs stay in Ray's session dir.
-        ray.init(address="local", num_cpus=cluster.num_cpus, include_dashboard=False,
+        # Ray's default token authentication stays on; only its notice about it is kept off the terminal.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        ray.init(address="local", num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
+        return
+    address = cluster.address or os.environ.get("RAY_ADDRESS") or "auto"
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
+        raise SchedulerError(f"cluster=ray: cannot connect to a Ray cluster at {address!r} ({_first_line(err)}); "
+                             "set cluster.address or RAY_ADDRESS, or start one with `ray start --head`") from None
 
 
 def stop_ray() -> None:
+    """Stop the local Ray, or disconnect from a running cluster (which keeps running)."""
     if ray.is_initialized():
         ray.shutdown()
 
 
-def _start_actor(model: ModelConfig, gpus_available: float):
-    num_gpus = model.tensor_parallel_size if gpus_available > 0 else 0
-    actor_cls = ray.remote(num_cpus=1, num_gpus=num_gpus, max_restarts=0, max_task_retries=0)(ENGINES[model.engine])
-    actor = actor_cls.remote(model)
-    try:
-        info = ray.get(actor.info.remote())
-    except RayActorError as err:
-        raise SchedulerError(f"the engine for model '{model.name}' ({model.path}) failed to start: "
-                             f"{_cause(err)}") from None
-    return actor, info
+class _EngineActor:
+    """The Ray actor around one engine (ENGINES[model.engine]); it also says where it runs."""
+
+    def __init__(self, model: ModelConfig) -> None:
+        self.engine = ENGINES[model.engine](model)
+
+    def ready(self) -> tuple[dict, dict]:
+        ctx = ray.get_runtime_context()
+        gpus = ctx.get_accelerator_ids().get("GPU", [])
+        return self.engine.info(), {"node_id": ctx.get_node_id(), "gpu_ids": [str(g) for g in gpus]}
+
+    def run_unit(self, unit: Unit) -> pa.RecordBatch:
+        return self.engine.run_unit(unit)
+
+
+class RayBackend:
+    """Replicas as Ray actors (and placement groups) on the cluster `ray.init` connected to."""
+
+    def __init__(self) -> None:
+        self._actor = ray.remote(_EngineActor)
+        self._refs: dict[ray.ObjectRef, tuple[Replica, Unit | None]] = {}
+        self._live: dict[Replica, tuple[Any, Any, ray.ObjectRef]] = {}  # replica -> (actor, pg, ready ref)
+
+    def nodes(self) -> list[tuple[float, float]]:
+        return [(float(n["Resources"].get("GPU", 0)), float(n["Resources"].get("CPU", 0)))
+                for n in ray.nodes() if n.get("Alive")]
+
+    def start(self, replica: Replica) -> None:
+        spec = replica.spec
+        options: dict[str, Any] = {"name": replica.name, "num_cpus": 1, "max_restarts": 0, "max_task_retries": 0}
+        pg = None
+        if spec.placement_group:
+            # The engine actor sits in bundle 0 without a GPU; vLLM puts one worker in each GPU bundle.
+            pg = placement_group([{"GPU": 1, "CPU": 1}] + [{"GPU": 1}] * (spec.gpus - 1), strategy="STRICT_PACK",
+                                 name=replica.name)
+            options |= {"num_gpus": 0, "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                pg, placement_group_bundle_index=0, placement_group_capture_child_tasks=True)}
+        else:
+            options["num_gpus"] = spec.gpus
+        actor = self._actor.options(**options).remote(replica.model)
+        ready = actor.ready.remote()
+        self._refs[ready] = (replica, None)
+        self._live[replica] = (actor, pg, ready)
+
+    def submit(self, replica: Replica, unit: Unit) -> None:
+        actor = self._live[replica][0]
+        self._refs[actor.run_unit.remote(unit)] = (replica, unit)
+
+    def stop(self, replica: Replica) -> None:
+        actor, pg, ready = self._live.pop(replica, (None, None, None))
+        if actor is None:
+            return
+        self._refs.pop(ready, None)  # a replica stopped while starting reports nothing more
+        ray.kill(actor, no_restart=True)
+        if pg is not None:
+            remove_placement_group(pg)
+
+    def wait(self) -> list[Event]:
+        if not self._refs:
+            raise SchedulerError("internal error: the scheduler waits with nothing running")
+        ready, _ = ray.wait(list(self._refs), num_returns=1)
+        return [self._event(ref, *self._refs.pop(ref)) for ref in ready]
+
+    def _event(self, ref: ray.ObjectRef, replica: Replica, unit: Unit | None) -> Event:
+        try:
+            value = ray.get(ref)
+        except RayActorError as err:  # the actor died (or an actor inside the engine did)
+            return Lost(replica, unit, _cause(err), init_failed=bool(getattr(err, "actor_init_failed", False)))
+        except RayTaskError as err:  # the engine raised
+            return Lost(replica, None, _cause(err), init_failed=True) if unit is None else Raised(
+                replica, unit, _cause(err))
+        except RayError as err:  # the result was lost with its node
+            return Lost(replica, unit, _cause(err))
+        if unit is not None:
+            return Finished(replica, unit, value)
+        info, where = value
+        _, pg, _ = self._live.get(replica, (None, None, None))
+        nodes = (where["node_id"],)
+        if pg is not None:
+            nodes = tuple(dict.fromkeys(placement_group_table(pg)["bundles_to_node_id"].values()))
+        return Ready(replica, info, Placement(replica.model.name, replica.name, nodes, tuple(where["gpu_ids"]),
+                                              pg is not None))
+
+    def close(self) -> None:
+        for replica in list(self._live):
+            self.stop(replica)
+        self._refs.clear()
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def _cause(err: BaseException) -> str:
     text = str(getattr(err, "cause", None) or err)
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else type(err).__name__
 
 
-def run_model(model: ModelConfig, units: list[Unit], cluster: ClusterConfig,
-              on_result: Callable[[Unit, pa.RecordBatch, dict], None]) -> Outcome:
-    """Run one model's units on `cluster.replicas` engine actors; hand each result to `on_result`."""
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if gpus and model.tensor_parallel_size > gpus:
-        raise SchedulerError(f"model.tensor_parallel_size={model.tensor_parallel_size} but the cluster has "
-                             f"{gpus:g} GPUs")
-    queue = deque(sorted(units, key=lambda u: u.rows, reverse=True))  # longest first
-    attempts: dict[str, int] = {}
-    outcome = Outcome()
-    actors = [_start_actor(model, gpus) for _ in range(min(cluster.replicas, len(units)))]
-    running: dict[ray.ObjectRef, tuple[Unit, int]] = {}  # ref -> (unit, actor slot)
-    load = [0] * len(actors)
-    try:
-        while queue or running:
-            for slot in range(len(actors)):
-                while queue and load[slot] < IN_FLIGHT_PER_ACTOR:
-                    unit = queue.popleft()
-                    running[actors[slot][0].run_unit.remote(unit)] = (unit, slot)
-                    load[slot] += 1
-            ready, _ = ray.wait(list(running), num_returns=1)
-            ref = ready[0]
-            unit, slot = running.pop(ref)
-            load[slot] -= 1
-            try:
-                batch = ray.get(ref)
-            except (ActorDiedError, ActorUnavailableError, RayActorError) as err:
-                attempts[unit.key] = attempts.get(unit.key, 0) + 1
-                if attempts[unit.key] > cluster.max_retries:
-                    outcome.failed.append((unit, _cause(err)))
-                else:
-                    queue.appendleft(unit)
-                _replace_dead_actor(actors, slot, model, gpus)
-                continue
-            except RayTaskError as err:  # the engine raised: deterministic, so not retried
-                outcome.failed.append((unit, _cause(err)))
-                continue
-            on_result(unit, batch, actors[slot][1])
-            outcome.done += 1
-    finally:
-        for actor, _ in actors:
-            ray.kill(actor)
-    return outcome
+# --- dispatching -----------------------------------------------------------------------------
+
+def expected_work(unit: Unit) -> int:
+    """Tokens a unit may generate: its samples think up to the largest budget, then answer per budget."""
+    return unit.samples * (unit.budgets[-1] + len(unit.budgets) * unit.model.answer_max_tokens)
 
 
-def _replace_dead_actor(actors: list, slot: int, model: ModelConfig, gpus: float) -> None:
-    """Swap a dead actor for a fresh one; its other in-flight units fail on their own and re-queue."""
-    actor, _ = actors[slot]
-    try:
-        ray.get(actor.info.remote(), timeout=5)
-        return  # the actor lives: the unit's task failed, not the engine
-    except Exception:  # noqa: BLE001 - any failure to answer means the actor is gone
-        pass
-    ray.kill(actor)
-    actors[slot] = _start_actor(model, gpus)
+class _ModelRun:
+    """One model's units and replicas."""
+
+    def __init__(self, model: ModelConfig, units: list[Unit]) -> None:
+        self.model = model
+        self.queue = deque(sorted(units, key=expected_work, reverse=True))  # longest first (stable)
+        self.replicas: list[Replica] = []
+        self.ready = 0
+        self.in_flight = 0
+        self.started = False
+        self.spec = ReplicaSpec(0, False)
+        self.target = 0
+        self.capacity = 0
+        self.start_losses = 0  # replicas lost while starting since one last started
+
+
+class _Dispatcher:
+    def __init__(self, work: Sequence[tuple[ModelConfig, Sequence[Unit]]], cluster: ClusterConfig,
+                 on_result: OnResult, backend: Backend) -> None:
+        self.cluster, self.on_result, self.backend = cluster, on_result, backend
+        seen: set[str] = set()
+        runs = []
+        for model, units in work:
+            fresh = []
+            for unit in units:  # a unit listed twice runs once
+                if unit.key not in seen:
+                    seen.add(unit.key)
+                    fresh.append(unit)
+            if fresh:
+                runs.append(_ModelRun(model, fresh))
+        self.runs = sorted(runs, key=lambda r: -r.model.tensor_parallel_size)  # largest replicas first
+        self.run_of: dict[Replica, _ModelRun] = {}
+        self.attempts: dict[str, int] = {}
+        self.done: set[str] = set()
+        self.outcome = Outcome()
+        self.gpu_cluster = False
+
+    def plan(self) -> None:
+        """Size every model's replicas; everything that can fail before work starts fails here."""
+        nodes = self.backend.nodes()
+        self.gpu_cluster = any(g > 0 for g, _ in nodes)
+        for run in self.runs:
+            if run.model.engine == "sim":
+                SimSettings.from_model(run.model)
+            tp = run.model.tensor_parallel_size
+            run.spec = ReplicaSpec(tp if self.gpu_cluster else 0,
+                                   self.gpu_cluster and tp >= self.cluster.placement_group_min_tp)
+            run.capacity = self._capacity(run, nodes)
+            if run.capacity == 0:
+                raise SchedulerError(self._no_room(run, nodes))
+            run.target = min(self.cluster.replicas or run.capacity, len(run.queue))
+
+    def run(self) -> Outcome:
+        try:
+            self.plan()
+            self._start_runs()
+            while any(run.queue or run.in_flight for run in self.runs):
+                for event in self.backend.wait():
+                    self._handle(event)
+                self._start_runs()
+        finally:
+            self.backend.close()
+        return self.outcome
+
+    def _capacity(self, run: _ModelRun, nodes: list[tuple[float, float]]) -> int:
+        """Replicas of this model the nodes could hold at once (1 without GPUs)."""
+        if not self.gpu_cluster:
+            return 1 if any(c >= 1 for _, c in nodes) else 0
+        return sum(min(int(g // run.spec.gpus), int(c)) for g, c in nodes)
+
+    def _no_room(self, run: _ModelRun, nodes: list[tuple[float, float]]) -> str:
+        m = run.model
+        if not self.gpu_cluster:
+            return f"model '{m.name}': no alive node has a free CPU for its engine"
+        gpus = sorted((int(g) for g, _ in nodes), reverse=True)
+        return (f"model '{m.name}': model.tensor_parallel_size={m.tensor_parallel_size} needs "
+                f"{m.tensor_parallel_size} GPUs and a CPU on one node, but the largest node has {gpus[0] if gpus else 0} "
+                f"GPUs (GPUs per alive node: {', '.join(map(str, gpus)) or 'none'}); a replica cannot span nodes")
+
+    def _start_runs(self) -> None:
+        """Start each model once the one before it has sent out all its units (and, without GPUs, finished)."""
+        for i, run in enumerate(self.runs):
+            if run.started:
+                continue
+            if i > 0:
+                prev = self.runs[i - 1]
+                if not prev.started:
+                    return
+                if prev.queue and prev.target >= prev.capacity:
+                    return
+                if not self.gpu_cluster and (prev.in_flight or prev.replicas):
+                    return
+            run.started = True
+            for _ in range(run.target):
+                self._start_replica(run)
+
+    def _start_replica(self, run: _ModelRun) -> None:
+        replica = Replica(f"ttc.{run.model.name}.{next(_SERIAL)}", run.model, run.spec)
+        run.replicas.append(replica)
+        self.run_of[replica] = run
+        self.backend.start(replica)
+
+    def _handle(self, event: Event) -> None:
+        replica = event.replica
+        run = self.run_of[replica]
+        if isinstance(event, Ready):
+            if replica.state != "starting":
+                return
+            replica.state, replica.info = "ready", event.info
+            run.ready += 1
+            run.start_losses = 0
+            self.outcome.placements.append(event.placement)
+            self._feed(replica)
+        elif isinstance(event, Finished):
+            replica.units.remove(event.unit)
+            run.in_flight -= 1
+            self._feed(replica)  # first, so the engine is busy while the driver stores the result
+            if event.unit.key not in self.done:
+                self.done.add(event.unit.key)
+                self.outcome.done += 1
+                self.on_result(event.unit, event.batch, replica.info or {})
+        elif isinstance(event, Raised):
+            replica.units.remove(event.unit)
+            run.in_flight -= 1
+            self.outcome.failed.append((event.unit, f"the engine raised: {event.message}"))
+            self._feed(replica)
+        else:
+            self._lost(event, run)
+
+    def _lost(self, event: Lost, run: _ModelRun) -> None:
+        if event.init_failed:
+            m = run.model
+            raise SchedulerError(f"the engine for model '{m.name}' ({m.path}) failed to start: {event.message}")
+        replica, unit = event.replica, event.unit
+        died_now = replica.state != "gone"  # the first news of its death; its other units follow
+        if died_now:
+            run.start_losses += replica.state == "starting"
+            # A replica runs its units in the order sent: only the first had started.
+            replica.running = replica.units[0] if replica.units else None
+            self._drop(replica)
+        if unit is not None:
+            replica.units.remove(unit)
+            run.in_flight -= 1
+            n = self.attempts.get(unit.key, 0) + (unit is replica.running)
+            self.attempts[unit.key] = n
+            if n > self.cluster.max_retries:
+                self.outcome.failed.append((unit, f"its engine died {n} times while running it "
+                                                  f"(cluster.max_retries={self.cluster.max_retries}); "
+                                                  f"last: {event.message}"))
+            else:
+                run.queue.appendleft(unit)  # it is late already: it goes next
+                self.outcome.retried += 1
+        if died_now:
+            self._replenish(run, event.message)
+        for other in list(run.replicas):
+            self._feed(other)
+
+    def _feed(self, replica: Replica) -> None:
+        """Send the replica units up to its allowance; retire it when its model has nothing left."""
+        if replica.state != "ready":
+            return
+        run = self.run_of[replica]
+        while run.queue and len(replica.units) < self._allowance(run):
+            unit = run.queue.popleft()
+            self.backend.submit(replica, unit)
+            replica.units.append(unit)
+            run.in_flight += 1
+            if not run.queue:  # replicas still starting have nothing to do now
+                for other in [r for r in run.replicas if r.state == "starting"]:
+                    self._drop(other)
+        if not replica.units and not run.queue:
+            self._drop(replica)
+
+    def _allowance(self, run: _ModelRun) -> int:
+        # Near the end of the queue one unit each: a unit queued behind a straggler would idle a GPU.
+        return self.cluster.max_in_flight if len(run.queue) >= run.ready else 1
+
+    def _drop(self, replica: Replica) -> None:
+        run = self.run_of[replica]
+        if replica.state == "ready":
+            run.ready -= 1
+        replica.state = "gone"
+        run.replicas.remove(replica)
+        self.backend.stop(replica)
+
+    def _replenish(self, run: _ModelRun, message: str) -> None:
+        """Replace lost replicas while there is work and room; fail the units nothing can run any more."""
+        if not run.queue:
+            return
+        if run.start_losses > self.cluster.max_retries:
+            why = (f"its engine died while starting {run.start_losses} times in a row (cluster.max_retries="
+                   f"{self.cluster.max_retries}); last: {message}")
+        else:
+            nodes = self.backend.nodes()
+            want = min(run.target, self._capacity(run, nodes), len(run.queue) + run.in_flight)
+            while len(run.replicas) < want:
+                self._start_replica(run)
+            if run.replicas:
+                return
+            why = self._no_room(run, nodes)
+        if not run.replicas:  # nothing can run this model's units any more
+            while run.queue:
+                self.outcome.failed.append((run.queue.popleft(), why))
+
+
+def run_models(work: Sequence[tuple[ModelConfig, Sequence[Unit]]], cluster: ClusterConfig, on_result: OnResult,
+               backend: Backend | None = None) -> Outcome:
+    """Run every model's units on engine replicas; hand each result to `on_result(unit, batch, engine_info)`.
+
+    Raises SchedulerError before any work if a model cannot be placed, and when an engine fails
+    to start. Ray must be started (`start_ray`) unless a `backend` is given.
+    """
+    return _Dispatcher(work, cluster, on_result, backend or RayBackend()).run()
+
+
+def check_placement(models: Sequence[ModelConfig], cluster: ClusterConfig) -> None:
+    """Raise SchedulerError (or ConfigError for bad model.sim settings) if a model cannot be placed on
+    the cluster Ray is connected to; starts nothing. For a driver that checks before writing anything."""
+    probe = [(m, [Unit(f"probe-{i}", m, "", (), (0,), 1, 0, "cap")]) for i, m in enumerate(models)]
+    _Dispatcher(probe, cluster, lambda *a: None, RayBackend()).plan()
+
+
+def run_model(model: ModelConfig, units: Sequence[Unit], cluster: ClusterConfig, on_result: OnResult) -> Outcome:
+    """One model's units: `run_models([(model, units)], ...)`."""
+    return run_models([(model, units)], cluster, on_result)

@@ -22,7 +22,9 @@ from analysis.cells import compute_cells
 from analysis.plots import plot_accuracy_vs_compute
 from orchestrator.config import Config, ConfigError, resolve_path
 from orchestrator.datasets import load_problems
+from orchestrator.errors import SweepError
 from orchestrator.plan import Unit, model_shape, plan_units
+from orchestrator.schema import CELL_SCHEMA
 from orchestrator.store import Store, new_sweep_id
 from orchestrator.tracking import Tracker, child_key
 
@@ -63,6 +65,21 @@ def run(cfg: Config, console: Console | None = None) -> SweepResult:
     cached = [u for u, done in zip(units, stored) if done]
     todo = [u for u, done in zip(units, stored) if not done]
 
+    if todo:  # placement is checked before anything is written: a model that cannot be placed is bad input
+        scheduler.start_ray(cfg.cluster)
+        try:
+            scheduler.check_placement([cfg.model], cfg.cluster)
+        except scheduler.SchedulerError as err:
+            scheduler.stop_ray()
+            raise ConfigError(str(err)) from None
+    try:
+        return _run_started(cfg, problems, units, cached, todo, store, console, scheduler)
+    finally:
+        scheduler.stop_ray()
+
+
+def _run_started(cfg: Config, problems, units, cached, todo, store: Store, console: Console,
+                 scheduler) -> SweepResult:
     sweep_id = new_sweep_id()
     config_yaml = OmegaConf.to_yaml(cfg.to_dict())
     sweep_dir = store.create_sweep(sweep_id, config_yaml)
@@ -90,7 +107,10 @@ def run(cfg: Config, console: Console | None = None) -> SweepResult:
         if todo:
             failed = _schedule(cfg, todo, store, record, tracker, console, scheduler)
         samples = store.sweep_samples(sweep_id)
-        cells = compute_cells(samples, cfg.sweep.n, {cfg.model.name: model_shape(cfg.model)})
+        if cfg.model.engine == "sim":  # simulated rows carry lengths and timings, never accuracy
+            cells = CELL_SCHEMA.empty_table()
+        else:
+            cells = compute_cells(samples, cfg.sweep.n, {cfg.model.name: model_shape(cfg.model)})
         cells_path = store.write_cells(sweep_id, cells)
         plot_path = None
         if cells.num_rows:
@@ -171,11 +191,10 @@ def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, cons
                     tagged = True
                 tracker.log_live(live.metrics(), step=live.problems)
 
-        scheduler.start_ray(cfg.cluster)
         try:
             outcome = scheduler.run_model(cfg.model, todo, cfg.cluster, on_result)
-        finally:
-            scheduler.stop_ray()
+        except scheduler.SchedulerError as err:
+            raise SweepError(str(err)) from None
     if tracker:
         tracker.log_live(live.metrics(), step=live.problems, force=True)
     console.print(f"{total_samples} samples generated in {time.perf_counter() - live.start:.1f} s")

@@ -4,6 +4,7 @@
 classes themselves import nothing heavy, so the map is cheap to import.
 """
 
+from orchestrator.engines.sim import SimEngine
 from orchestrator.engines.vllm import VLLMEngine
 
-ENGINES = {"vllm": VLLMEngine}
+ENGINES = {"vllm": VLLMEngine, "sim": SimEngine}

