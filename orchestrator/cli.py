@@ -3,6 +3,7 @@
     ttc sweep [hydra overrides...]   run a sweep, e.g.
         ttc sweep dataset=gsm8k dataset.limit=50 'sweep.budgets=[128,512]' 'sweep.n=[1,4,16]'
     ttc show SWEEP_ID [--ci]         print a finished sweep's cells table (`ttc show`: list sweeps)
+    ttc analyze SWEEP_ID             fit the scaling curves: fits.json, report.md, plots (also on MLflow)
     ttc reproduce RECIPE [--dry-run] run a recipe of conf/experiment/, compare with its published numbers
     ttc sync SWEEP_ID                replay to MLflow what a sweep could not log (safe to repeat)
     ttc ui [--port 5000]             serve the MLflow UI for the local store on 127.0.0.1
@@ -111,8 +112,10 @@ def cmd_reproduce(recipe: str, dry_run: bool, overrides: list[str], out: Console
     md.write_text(to_markdown(table, title), encoding="utf-8")
     table.to_csv(result.sweep_dir / "reproduction.csv", index=False)
     plot = plot_reproduction(result.cells, table, result.sweep_dir / "plots" / "reproduction.png", title)
-    if cfg.tracking.enabled:
-        log_to_sweep(cfg, result.sweep_id, result.sweep_dir, [(md, None), (plot, "plots")])
+    failure = cfg.tracking.enabled and log_to_sweep(cfg, result.sweep_id, result.sweep_dir,
+                                                    [(md, None), (plot, "plots")])
+    if failure:
+        out.print(f"mlflow: not logged ({failure}); run `ttc sync {result.sweep_id}` when it can be")
     out.print(md.read_text(encoding="utf-8"))
     out.print(f"reproduction: {md}\nplot:         {plot}")
     return status
@@ -130,6 +133,33 @@ def cmd_show(sweep_id: str | None, overrides: list[str], ci: bool, out: Console)
         raise ConfigError(f"SWEEP_ID={sweep_id!r}: no finished sweep with that id under {store.root / 'sweeps'}")
     for table in cells_tables(store.read_cells(sweep_id), ci=ci):
         out.print(table)
+    return 0
+
+
+def cmd_analyze(sweep_id: str, overrides: list[str], out: Console) -> int:
+    """Fit the sweep's scaling curves; write fits.json, report.md and plots; attach them to its MLflow run."""
+    from omegaconf import OmegaConf
+
+    from analysis.report import analyze
+    from orchestrator.config import from_dict
+    from orchestrator.store import Store
+    from orchestrator.tracking import log_to_sweep
+
+    store = Store(compose([o for o in overrides if o.startswith("store.")]).store.path)
+    sweep_dir = store.sweep_dir(sweep_id)
+    if not store.cells_path(sweep_id).is_file():
+        raise ConfigError(f"SWEEP_ID={sweep_id!r}: no finished sweep with that id under {store.root / 'sweeps'}")
+    with out.status(f"fitting the curves of {sweep_id}"):
+        result = analyze(store, sweep_id)
+    saved = OmegaConf.merge(OmegaConf.load(sweep_dir / "config.yaml"), OmegaConf.from_dotlist(overrides))
+    cfg = from_dict(OmegaConf.to_container(saved, resolve=True))
+    failure = cfg.tracking.enabled and log_to_sweep(
+        cfg, sweep_id, sweep_dir, [(p, None if p.parent == sweep_dir else "plots") for p in result.paths])
+    out.print(f"fits:   {result.fits_path}\nreport: {result.report_path}")
+    for path in result.plot_paths:
+        out.print(f"plot:   {path}")
+    if failure:
+        out.print(f"mlflow: not logged ({failure}); run `ttc sync {sweep_id}` when it can be")
     return 0
 
 
@@ -179,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     p_show.add_argument("args", nargs="*", metavar="SWEEP_ID | KEY=VALUE",
                         help="a sweep id and overrides such as store.root=/data/ttc")
     p_show.add_argument("--ci", action="store_true", help="add 95%% bootstrap confidence intervals")
+    p_an = sub.add_parser("analyze", help="fit scaling curves; write fits.json, report.md and plots")
+    p_an.add_argument("sweep_id")
+    p_an.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc")
     p_rep = sub.add_parser("reproduce", help="run a recipe (conf/experiment/) and compare with published numbers")
     p_rep.add_argument("recipe")
     p_rep.add_argument("--dry-run", action="store_true", help="validate and plan; print the size; load no model")
@@ -203,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show":
             ids = [a for a in args.args if "=" not in a]
             return cmd_show(ids[0] if ids else None, [a for a in args.args if "=" in a], args.ci, out)
+        if args.command == "analyze":
+            return cmd_analyze(args.sweep_id, args.overrides, out)
         if args.command == "reproduce":
             return cmd_reproduce(args.recipe, args.dry_run, args.overrides, out)
         if args.command == "sync":

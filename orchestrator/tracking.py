@@ -232,10 +232,11 @@ class Tracker:
         self._do("end", key=self.parent_key, status=status, end_ms=now)
 
 
-def log_to_sweep(cfg: Config, sweep_id: str, sweep_dir: Path, artifacts: list[tuple[Path, str | None]]) -> bool:
-    """Attach files made after a sweep (analysis, reproduction) to its parent run; False if they were
-    journaled for `ttc sync` instead."""
+def log_to_sweep(cfg: Config, sweep_id: str, sweep_dir: Path, artifacts: list[tuple[Path, str | None]]
+                 ) -> str | None:
+    """Attach files made after a sweep (analysis, reproduction) to its parent run. Returns None, or
+    why they were journaled for `ttc sync` instead."""
     tracker = Tracker(cfg, sweep_id, sweep_dir)
     for path, artifact_dir in artifacts:
         tracker.log_artifact(path, artifact_dir)
-    return not tracker.needs_sync
+    return (tracker.error or "earlier operations are still waiting for sync") if tracker.needs_sync else None

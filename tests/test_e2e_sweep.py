@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
@@ -103,3 +105,21 @@ def test_show_prints_the_table(sweep):
     store, _, first = sweep
     shown = ttc("show", _sweep_id(first.stdout), f"store.root={store}")
     assert shown.returncode == 0 and "maj@k" in shown.stdout and "N=4" in shown.stdout
+
+
+def test_analyze_writes_fits_report_plots_and_logs_them(sweep):
+    store, _, first = sweep
+    sweep_id = _sweep_id(first.stdout)
+    analyzed = ttc("analyze", sweep_id, f"store.root={store}")
+    assert analyzed.returncode == 0, analyzed.stdout + analyzed.stderr
+    sweep_dir = store / "sweeps" / sweep_id
+    assert json.loads((sweep_dir / "fits.json").read_text())
+    assert (sweep_dir / "report.md").read_text().startswith("#")
+    assert (sweep_dir / "plots" / "o1.png").is_file() and (sweep_dir / "plots" / "frontier.svg").is_file()
+    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ttc")
+    parent = client.search_runs([experiment.experiment_id],
+                                filter_string=f"tags.sweep_id = '{sweep_id}' and tags.`ttc.kind` = 'sweep'")[0]
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"fits.json", "report.md"} <= logged
+    assert "plots/o1.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}

@@ -1,0 +1,425 @@
+"""`ttc analyze SWEEP_ID`: fit a sweep's scaling curves, plot them, and write a short report.
+
+Reads the sweep's cells (and its samples, for confidence intervals from a bootstrap over
+problems) from the store and writes into the sweep directory:
+    fits.json    every curve's points, each form's fit (fit_to_dict), the chosen form and why
+    plots/       o1.{png,svg}, coverage.{png,svg}, frontier.{png,svg} (analysis.plots)
+    report.md    cells at key points, fitted parameters with CIs, model selection, extrapolation
+                 error, the best (B, N) split at a few compute levels
+
+The curves of each (model, dataset, strategy):
+    serial    accuracy at N=1 against tokens per problem, across budgets   logistic_log, power_law_error
+    parallel  maj@k against tokens per problem, across N, at each budget   logistic_log, power_law_error
+    coverage  pass@k against k, at each budget                             exp_power_law
+A curve that cannot be fitted (too few points, constant accuracy, no finite compute) is
+recorded with the reason instead of raising.
+
+    from analysis.report import analyze
+    result = analyze("./ttc-results", "20261129-204512-3fa2c1")
+    result.fits_path, result.report_path, result.plot_paths
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.cells import _CORRECT, _vote_key
+from analysis.estimators import maj_at_k, pass_at_k
+from analysis.fit import FORMS, FitResult, FormSelection, fit_curve, fit_curve_bootstrap, fit_to_dict, select_form
+from analysis.plots import iso_compute_frontier, plot_coverage, plot_frontier, plot_o1
+from orchestrator.schema import AGGREGATORS
+from orchestrator.store import Store
+
+CURVE_FORMS: dict[str, tuple[str, ...]] = {
+    "serial": ("logistic_log", "power_law_error"),
+    "parallel": ("logistic_log", "power_law_error"),
+    "coverage": ("exp_power_law",),
+}
+"""Which forms are tried on which curve; `select_form` chooses among those the points allow."""
+
+X_NAMES = {"serial": "tokens_per_problem", "parallel": "tokens_per_problem", "coverage": "n"}
+
+
+@dataclass
+class CurveFit:
+    """One curve of a sweep, its fits and the chosen form (or why it was not fitted)."""
+
+    model: str
+    dataset: str
+    strategy: str
+    curve: str
+    """"serial", "parallel" or "coverage" (CURVE_FORMS)."""
+    aggregator: str
+    budget: int | None
+    """The fixed budget of a parallel or coverage curve; None for the serial curve."""
+    points: pd.DataFrame
+    """The cells on the curve: budget, n, x, accuracy, ci_low, ci_high (sorted by x)."""
+    fits: dict[str, FitResult] = field(default_factory=dict)
+    extrapolation_error: dict[str, float] = field(default_factory=dict)
+    """Form -> mean absolute error on the top third of x of a fit to the lower two thirds."""
+    selection: FormSelection | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    """Form -> why it could not be fitted."""
+    notes: list[str] = field(default_factory=list)
+    """Why the curve was not fitted, points left out, where the CIs come from."""
+
+    @property
+    def chosen(self) -> str | None:
+        return self.selection.chosen if self.selection else None
+
+    def to_dict(self) -> dict:
+        forms = {}
+        for name, fit in self.fits.items():
+            forms[name] = fit_to_dict(fit) | {"extrapolation_error": _number(self.extrapolation_error.get(name))}
+        return {
+            "model": self.model, "dataset": self.dataset, "strategy": self.strategy, "curve": self.curve,
+            "aggregator": self.aggregator, "budget": self.budget, "x_name": X_NAMES[self.curve],
+            "points": {"x": [_number(v) for v in self.points.x], "y": [_number(v) for v in self.points.accuracy],
+                       "budget": [int(v) for v in self.points.budget], "n": [int(v) for v in self.points.n]},
+            "status": "fitted" if self.selection else "not fitted",
+            "notes": self.notes,
+            "chosen": self.chosen,
+            "criterion": self.selection.criterion if self.selection else None,
+            "by_aic": self.selection.by_aic if self.selection else None,
+            "by_extrapolation": self.selection.by_extrapolation if self.selection else None,
+            "forms": forms,
+            "errors": self.errors,
+        }
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Where `analyze` wrote its outputs, and what it found."""
+
+    sweep_id: str
+    sweep_dir: Path
+    fits_path: Path
+    report_path: Path
+    plot_paths: list[Path]
+    curves: list[CurveFit]
+    frontier: pd.DataFrame
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every file written (for logging as artifacts)."""
+        return [self.fits_path, self.report_path, *self.plot_paths]
+
+
+def analyze(store: Store | Path | str, sweep_id: str, aggregator: str = "maj@k", criterion: str = "aic",
+            bootstrap: bool = True, resamples: int = 200, seed: int = 0) -> AnalysisResult:
+    """Fit, plot and report the sweep `sweep_id` of `store` (a Store or its root directory).
+
+    `bootstrap`: CIs of each chosen fit from `resamples` resamples of the problems (reads the
+    samples); otherwise, and whenever the samples cannot give them, from the fit's covariance.
+    Raises FileNotFoundError naming the path when the sweep or its cells table does not exist, and
+    ValueError naming the argument when `aggregator` or `criterion` is unknown.
+    """
+    if aggregator not in AGGREGATORS:
+        raise ValueError(f"aggregator: unknown {aggregator!r}; allowed: {', '.join(AGGREGATORS)}")
+    if criterion not in ("aic", "extrapolation"):
+        raise ValueError(f"criterion: unknown {criterion!r}; allowed: aic, extrapolation")
+    store = store if isinstance(store, Store) else Store(Path(store))
+    sweep_dir = store.sweep_dir(sweep_id)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep {sweep_id!r}: no directory {sweep_dir}")
+    if not store.cells_path(sweep_id).is_file():
+        raise FileNotFoundError(f"sweep {sweep_id!r}: no cells table {store.cells_path(sweep_id)} "
+                                "(the sweep did not finish)")
+    cells = store.read_cells(sweep_id).to_pandas()
+    samples, samples_note = _read_samples(store, sweep_id) if bootstrap else (None, "bootstrap off")
+
+    curves = [_fit(c, criterion) for c in curve_points(cells, aggregator)]
+    if samples is not None:
+        for curve in curves:
+            _bootstrap_chosen(curve, samples, resamples, seed)
+    elif bootstrap:
+        for curve in curves:
+            if curve.selection:
+                curve.notes.append(f"CIs from the covariance: {samples_note}")
+    frontier = iso_compute_frontier(cells, aggregator)
+
+    records = [c.to_dict() for c in curves]
+    fits_path = sweep_dir / "fits.json"
+    _atomic_write_text(fits_path, json.dumps({
+        "sweep_id": sweep_id, "aggregator": aggregator, "criterion": criterion,
+        "curves": records,
+        "frontier": [{k: _number(v) if isinstance(v, float) else v for k, v in row.items()}
+                     for row in frontier.to_dict(orient="records")],
+    }, indent=1, allow_nan=False))
+    plots = store.plots_dir(sweep_id)
+    plot_paths = [*plot_o1(cells, records, plots / "o1", aggregator),
+                  *plot_coverage(cells, records, plots / "coverage"),
+                  *plot_frontier(cells, plots / "frontier", aggregator)]
+    report_path = sweep_dir / "report.md"
+    _atomic_write_text(report_path, render_report(sweep_id, cells, curves, frontier, aggregator,
+                                                  [p.relative_to(sweep_dir) for p in plot_paths]))
+    return AnalysisResult(sweep_id, sweep_dir, fits_path, report_path, plot_paths, curves, frontier)
+
+
+# --- curves and fits ------------------------------------------------------------------------------
+
+def curve_points(cells: pd.DataFrame, aggregator: str = "maj@k") -> list[CurveFit]:
+    """The (unfitted) curves of a cells table: per (model, dataset, strategy) the serial curve, and per
+    budget the parallel curve (`aggregator` against tokens) and the coverage curve (pass@k against k)."""
+    curves = []
+    for (model, dataset, strategy), g in cells.groupby(["model", "dataset", "strategy"], sort=True):
+        # pass@1 and maj@1 are the same number: the serial curve is the aggregator's N=1 cells.
+        serial = g[(g.n == 1) & (g.aggregator == aggregator)]
+        curves.append(_curve(model, dataset, strategy, "serial", aggregator, None, serial))
+        for budget, b in g.groupby("budget", sort=True):
+            curves.append(_curve(model, dataset, strategy, "parallel", aggregator, int(budget),
+                                 b[b.aggregator == aggregator]))
+            curves.append(_curve(model, dataset, strategy, "coverage", "pass@k", int(budget),
+                                 b[b.aggregator == "pass@k"]))
+    return curves
+
+
+def _curve(model: str, dataset: str, strategy: str, curve: str, aggregator: str, budget: int | None,
+           rows: pd.DataFrame) -> CurveFit:
+    """A CurveFit of `rows` (cells), keeping the points a log-x fit can use and noting the others."""
+    points = (rows.assign(x=rows[X_NAMES[curve]].astype(float))[["budget", "n", "x", "accuracy", "ci_low", "ci_high"]]
+              .sort_values(["x", "budget", "n"]).reset_index(drop=True))
+    usable = np.isfinite(points.x) & (points.x > 0) & np.isfinite(points.accuracy)
+    notes = [f"{int((~usable).sum())} points without finite positive compute or accuracy left out"] \
+        if not usable.all() else []
+    return CurveFit(model, dataset, strategy, curve, aggregator, budget, points[usable].reset_index(drop=True),
+                    notes=notes)
+
+
+def _fit(curve: CurveFit, criterion: str) -> CurveFit:
+    """Fit every form of CURVE_FORMS that the points allow and choose one; record why not otherwise."""
+    x, y = curve.points.x.to_numpy(), curve.points.accuracy.to_numpy()
+    if len(np.unique(x)) < 2:
+        curve.notes.append(f"{len(np.unique(x))} distinct compute levels")
+        return curve
+    if np.ptp(y) < 1e-9:
+        curve.notes.append(f"accuracy is constant at {y[0]:.3f}")
+        return curve
+    forms = []
+    for form in CURVE_FORMS[curve.curve]:
+        params = len(FORMS[form].params)
+        if len(x) < params:
+            curve.errors[form] = f"{len(x)} points, {params} parameters"
+        else:
+            forms.append(form)
+    try:
+        curve.selection = select_form(x, y, forms, criterion=criterion) if forms else None
+    except RuntimeError:
+        # Some form did not converge: find which by fitting each alone, then compare the others.
+        for form in list(forms):
+            try:
+                fit_curve(x, y, form)
+            except RuntimeError as e:
+                curve.errors[form] = str(e)
+                forms.remove(form)
+        curve.selection = select_form(x, y, forms, criterion=criterion) if forms else None
+    if not curve.selection:
+        curve.notes.append(f"no form fits ({'; '.join(f'{k}: {v}' for k, v in curve.errors.items())})")
+        return curve
+    curve.fits = {f: r.fit for f, r in curve.selection.reports.items()}
+    curve.extrapolation_error = {f: r.extrapolation_error for f, r in curve.selection.reports.items()}
+    return curve
+
+
+def _read_samples(store: Store, sweep_id: str) -> tuple[pd.DataFrame | None, str]:
+    try:
+        df = store.sweep_samples(sweep_id).to_pandas()
+    except (OSError, ValueError) as e:  # a unit file gone or unreadable: fall back to the covariance
+        return None, f"samples unreadable ({e})"
+    if df.empty:
+        return None, "no samples in the sweep's manifest"
+    df["vote"] = [_vote_key(r) for r in df.itertuples()]
+    return df, ""
+
+
+def per_problem_values(samples: pd.DataFrame, curve: CurveFit) -> pd.DataFrame:
+    """Problems x points of `curve`: each problem's estimate (pass@k or maj@k at the point's N)
+    from the samples at the point's budget, columns in the order of `curve.points`."""
+    rows = samples[(samples.model == curve.model) & (samples.dataset == curve.dataset)
+                   & (samples.strategy == curve.strategy)]
+    columns = {}
+    for i, point in enumerate(curve.points.itertuples()):
+        values = {}
+        for problem, g in rows[rows.budget == point.budget].groupby("problem_id", sort=True):
+            k = int(point.n)
+            if len(g) < k:
+                continue
+            if curve.aggregator == "pass@k":
+                values[problem] = pass_at_k(len(g), int(g.correct.sum()), k)
+            else:
+                values[problem] = maj_at_k(list(g.vote), _CORRECT, k)
+        columns[i] = pd.Series(values, dtype=float)
+    return pd.DataFrame(columns).dropna()  # problems missing at some point are left out of the bootstrap
+
+
+def _bootstrap_chosen(curve: CurveFit, samples: pd.DataFrame, resamples: int, seed: int) -> None:
+    """Replace the chosen fit's CIs with percentile CIs from a bootstrap over problems."""
+    if not curve.selection:
+        return
+    chosen = curve.chosen
+    per_problem = per_problem_values(samples, curve)
+    if len(per_problem) < 2 or not np.allclose(per_problem.mean().to_numpy(), curve.points.accuracy, atol=1e-9):
+        # The samples do not reproduce the cells (fewer problems, or a different grid): keep the covariance.
+        curve.notes.append("CIs from the covariance: the samples do not reproduce the cells' accuracy")
+        return
+    try:
+        curve.fits[chosen] = fit_curve_bootstrap(curve.points.x.to_numpy(), per_problem.to_numpy(), chosen,
+                                                 resamples=resamples, seed=seed)
+    except (RuntimeError, ValueError) as e:
+        curve.notes.append(f"CIs from the covariance: bootstrap failed ({e})")
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+def render_report(sweep_id: str, cells: pd.DataFrame, curves: list[CurveFit], frontier: pd.DataFrame,
+                  aggregator: str, plot_paths: list[Path]) -> str:
+    """The Markdown report of an analysis."""
+    lines = [f"# Test-time-compute scaling: sweep `{sweep_id}`", ""]
+    if cells.empty:
+        return "\n".join(lines + ["The sweep has no cells: nothing to fit or plot.", ""])
+    lines += [f"{len(cells)} cells. Compute is generated tokens (thinking + answer) per problem; {aggregator} "
+              "aggregates the N samples; intervals are 95%. Forms: "
+              + "; ".join(f"`{name}`: y = {form.formula}" for name, form in FORMS.items()) + ". "
+              "Held-out error: mean absolute error on the top third of x of a fit to the lower two thirds.", ""]
+    for (model, dataset), md in cells.groupby(["model", "dataset"], sort=True):
+        lines += [f"## {model} on {dataset}", ""]
+        for strategy, g in md.groupby("strategy", sort=True):
+            group = [c for c in curves if (c.model, c.dataset, c.strategy) == (model, dataset, strategy)]
+            lines += [f"### Cells ({strategy})", "", *_cells_table(g, aggregator), ""]
+            lines += [f"### Serial scaling: accuracy at N=1 vs tokens ({strategy})", ""]
+            for c in (c for c in group if c.curve == "serial"):
+                table = _forms_table(c)
+                lines += [*table, *([""] if table else []), _selection_text(c), ""]
+            lines += [f"### Parallel scaling: {aggregator} vs tokens across N, at fixed B ({strategy})", "",
+                      *_budget_table([c for c in group if c.curve == "parallel"]), ""]
+            lines += [f"### Coverage: pass@k vs k, at fixed B ({strategy})", "",
+                      *_budget_table([c for c in group if c.curve == "coverage"]), ""]
+        f = frontier[(frontier.model == model) & (frontier.dataset == dataset)]
+        lines += ["### Best split of a compute budget (iso-compute frontier)", "", *_frontier_table(f, aggregator), ""]
+    lines += ["## Plots", ""] + [f"- [{p.name}]({p.as_posix()})" for p in plot_paths if p.suffix == ".png"] + [""]
+    return "\n".join(lines)
+
+
+def _cells_table(g: pd.DataFrame, aggregator: str) -> list[str]:
+    n_max = int(g.n.max())
+    head = (f"| B | think tokens | pass@1 | {aggregator.replace('k', str(n_max))} | pass@{n_max} | "
+            f"tokens/problem (N=1) | FLOPs/problem (N=1) |")
+    lines = [head, "|" + "---|" * 7]
+    for budget, b in g.groupby("budget", sort=True):
+        def cell(agg: str, n: int):
+            rows = b[(b.aggregator == agg) & (b.n == n)]
+            return rows.iloc[0] if len(rows) else None
+
+        one, top, cover = cell("pass@k", 1), cell(aggregator, n_max), cell("pass@k", n_max)
+        lines.append(f"| {budget} | {b.mean_think_tokens.iloc[0]:.1f} | {_acc(one)} | {_acc(top)} | {_acc(cover)} | "
+                     f"{_tokens(one.tokens_per_problem if one is not None else None)} | "
+                     f"{_fmt(one.flops_per_problem if one is not None else None)} |")
+    return lines
+
+
+def _params(fit: FitResult) -> str:
+    return ", ".join(f"{p} = {_fmt(v)} [{_fmt(fit.ci[p][0])}, {_fmt(fit.ci[p][1])}]" for p, v in fit.params.items())
+
+
+def _forms_table(c: CurveFit) -> list[str]:
+    """Every form fitted to `c`: parameters with CIs, AIC, held-out error, which was chosen."""
+    if not c.fits:
+        return []  # _selection_text says why
+    lines = ["| form | parameters [95% CI] | CIs from | AIC | held-out error | chosen |", "|" + "---|" * 6]
+    for form, fit in c.fits.items():
+        lines.append(f"| {form} | {_params(fit)} | {fit.ci_method} | {_fmt(fit.aic)} | "
+                     f"{_fmt(c.extrapolation_error.get(form))} | {'**yes**' if form == c.chosen else ''} |")
+    lines += [f"| {form} | not fitted: {why} | | | | |" for form, why in c.errors.items()]
+    return lines
+
+
+def _budget_table(curves: list[CurveFit]) -> list[str]:
+    """One row per budget: the chosen form with its parameters and held-out error, the others' scores."""
+    lines = ["| B | points | chosen form | parameters [95% CI] | held-out error | other forms (AIC, held-out error) |",
+             "|" + "---|" * 6]
+    for c in curves:
+        if not c.fits:
+            lines.append(f"| {c.budget} | {len(c.points)} | – | not fitted: {'; '.join(c.notes)} | | |")
+            continue
+        fit = c.fits[c.chosen]
+        others = "; ".join(f"{f}: {_fmt(r.aic)}, {_fmt(c.extrapolation_error.get(f))}"
+                           for f, r in c.fits.items() if f != c.chosen)
+        lines.append(f"| {c.budget} | {fit.n_points} | {c.chosen} (AIC {_fmt(fit.aic)}) | {_params(fit)} | "
+                     f"{_fmt(c.extrapolation_error.get(c.chosen))} | {others or '–'} |")
+    return lines
+
+
+def _selection_text(c: CurveFit) -> str:
+    """Which form was chosen for `c` and why, in a sentence."""
+    if not c.selection:
+        return f"Not fitted ({len(c.points)} points): {'; '.join(c.notes)}."
+    s = c.selection
+    aics = ", ".join(f"{f} {_fmt(r.aic)}" for f, r in s.reports.items())
+    errors = ", ".join(f"{f} {_fmt(r.extrapolation_error)}" for f, r in s.reports.items())
+    agree = ("extrapolation agrees" if s.by_extrapolation == s.by_aic else
+             f"extrapolation would choose {s.by_extrapolation}" if s.by_extrapolation else
+             "no form could be fitted on the lower two thirds")
+    reason = (f"lowest AIC ({aics})" if s.criterion == "aic" else f"lowest held-out error ({errors})")
+    other = f"held-out error {errors}" if s.criterion == "aic" else f"AIC {aics}"
+    text = f"**{s.chosen}** chosen: {reason}; {agree} ({other})."
+    fit = c.fits[s.chosen]
+    if "hi" in fit.params:
+        text += (f" Accuracy plateaus at hi = {_fmt(fit.params['hi'])} "
+                 f"[{_fmt(fit.ci['hi'][0])}, {_fmt(fit.ci['hi'][1])}].")
+    if c.notes:
+        text += " " + "; ".join(c.notes) + "."
+    return text
+
+
+def _frontier_table(f: pd.DataFrame, aggregator: str, levels: int = 5) -> list[str]:
+    """The frontier at `levels` compute levels spread evenly in log compute."""
+    if f.empty:
+        return ["No cells with finite compute."]
+    targets = np.geomspace(f.tokens_per_problem.min(), f.tokens_per_problem.max(), levels)
+    picks = sorted({int(np.searchsorted(f.tokens_per_problem.to_numpy(), t, side="right")) - 1 for t in targets})
+    lines = [f"| compute ≤ tokens/problem | best B | best N | {aggregator} [95% CI] | tokens spent |",
+             "|" + "---|" * 5]
+    for i in picks:
+        row = f.iloc[max(i, 0)]
+        strategy = f" ({row.strategy})" if f.strategy.nunique() > 1 else ""
+        lines.append(f"| {_tokens(row.tokens_per_problem)} | {row.budget}{strategy} | {row.n} | "
+                     f"{row.accuracy:.3f} [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}] | "
+                     f"{_tokens(row.cell_tokens_per_problem)} |")
+    return lines
+
+
+def _acc(row) -> str:
+    if row is None:
+        return "–"
+    return f"{row.accuracy:.3f} [{_fmt(row.ci_low, 2)}, {_fmt(row.ci_high, 2)}]"
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or not math.isfinite(float(value)):
+        return "n/a"
+    return f"{float(value):.{digits}g}"
+
+
+def _tokens(value) -> str:
+    return "n/a" if value is None or not math.isfinite(float(value)) else f"{float(value):,.0f}"
+
+
+def _number(value) -> float | None:
+    # JSON has no NaN or infinity; None says "not determined".
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
