@@ -196,5 +196,7 @@ class VLLMEngine:
                 "extracted_answer": extracted, "correct": correct, "answer_latency_s": self._latency(out)}
 
     def close(self) -> None:
+        """Stop the grader and vLLM's engine process now, rather than at interpreter exit."""
         self.grader.close()
+        self.llm.llm_engine.engine_core.shutdown()
 
