@@ -52,13 +52,15 @@ def plot_reproduction(cells: pa.Table, table: pd.DataFrame, out: Path, title: st
     """Our accuracy against N (one line per budget and aggregator) with the published points overlaid."""
     df = cells.to_pandas()
     fig, ax = plt.subplots(figsize=(7.5, 5))
+    budgets = sorted(df.budget.unique())
+    colour = dict(zip(budgets, plt.cm.viridis([i / max(len(budgets) - 1, 1) * 0.9 for i in range(len(budgets))])))
     for (aggregator, budget), g in df.groupby(["aggregator", "budget"], sort=True):
         if aggregator not in set(table.aggregator):
             continue
-        g = g.sort_values("n")
-        line, = ax.plot(g.n, g.accuracy, "o-" if aggregator == "maj@k" else "s--", alpha=0.8,
-                        label=f"ours {aggregator}, B={budget}")
-        ax.fill_between(g.n, g.ci_low, g.ci_high, color=line.get_color(), alpha=0.12)
+        g = g.sort_values("n")  # one colour per budget; solid maj@k, dashed pass@k
+        ax.plot(g.n, g.accuracy, "o-" if aggregator == "maj@k" else "s--", color=colour[budget], alpha=0.85,
+                label=f"ours {aggregator}, B={budget}")
+        ax.fill_between(g.n, g.ci_low, g.ci_high, color=colour[budget], alpha=0.10)
     for r in table.itertuples():
         ax.plot([r.n], [r.published], marker="*", markersize=15, color="black", linestyle="none")
         ax.annotate(f"published {r.aggregator.replace('k', str(r.n))} B={r.budget}: {r.published:.3f}",

@@ -32,3 +32,15 @@ def test_dry_run_plans_without_a_model(recipe, capsys):
 def test_unknown_recipe_exits_2(capsys):
     assert main(["reproduce", "no_such_recipe", "--dry-run"]) == 2
     assert "allowed:" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_reproduce_runs_the_toy_recipe_and_writes_the_comparison(tmp_path):
+    from tests.conftest import ttc
+
+    run = ttc("reproduce", "toy_scaling", "dataset.limit=24", "sweep.problems_per_unit=12", f"store.root={tmp_path}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    sweep_dir = next((tmp_path / "sweeps").iterdir())
+    table = (sweep_dir / "reproduction.md").read_text()
+    assert table.count("| pass@1 at B=") == 4 and "| maj@16 at B=50 |" in table
+    assert (sweep_dir / "reproduction.csv").is_file() and (sweep_dir / "plots" / "reproduction.png").is_file()
