@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrator.config import DatasetConfig, resolve_path
 
@@ -89,6 +88,3 @@ def load_problems(cfg: DatasetConfig) -> list[Problem]:
     """The dataset's problems, in file order, at most `cfg.limit`."""
     return LOADERS["hf" if cfg.hf_id else "jsonl"](cfg)
 
-
-def dataset_path(cfg: DatasetConfig) -> Path | None:
-    return resolve_path(cfg.path) if cfg.path else None
