@@ -136,6 +136,24 @@ def cmd_show(sweep_id: str | None, overrides: list[str], ci: bool, out: Console)
     return 0
 
 
+def fit_metrics(fits_path) -> dict[str, float]:
+    """The chosen form's parameters of every fitted curve, as MLflow metric names and values."""
+    import json
+    import re
+
+    metrics = {}
+    for curve in json.loads(fits_path.read_text(encoding="utf-8")).get("curves", []):
+        form = curve.get("chosen")
+        if curve.get("status") != "fitted" or not form:
+            continue
+        where = "" if curve.get("budget") is None else f"_B{curve['budget']}"
+        prefix = re.sub(r"[^0-9A-Za-z_\-.]", "_", f"fit_{curve['model']}_{curve['curve']}{where}_{form}")
+        for name, value in curve["forms"][form]["params"].items():
+            if value is not None:
+                metrics[f"{prefix}_{name}"] = float(value)
+    return metrics
+
+
 def cmd_analyze(sweep_id: str, overrides: list[str], out: Console) -> int:
     """Fit the sweep's scaling curves; write fits.json, report.md and plots; attach them to its MLflow run."""
     from omegaconf import OmegaConf
@@ -154,7 +172,8 @@ def cmd_analyze(sweep_id: str, overrides: list[str], out: Console) -> int:
     saved = OmegaConf.merge(OmegaConf.load(sweep_dir / "config.yaml"), OmegaConf.from_dotlist(overrides))
     cfg = from_dict(OmegaConf.to_container(saved, resolve=True))
     failure = cfg.tracking.enabled and log_to_sweep(
-        cfg, sweep_id, sweep_dir, [(p, None if p.parent == sweep_dir else "plots") for p in result.paths])
+        cfg, sweep_id, sweep_dir, [(p, None if p.parent == sweep_dir else "plots") for p in result.paths],
+        fit_metrics(result.fits_path))
     out.print(f"fits:   {result.fits_path}\nreport: {result.report_path}")
     for path in result.plot_paths:
         out.print(f"plot:   {path}")

@@ -232,11 +232,14 @@ class Tracker:
         self._do("end", key=self.parent_key, status=status, end_ms=now)
 
 
-def log_to_sweep(cfg: Config, sweep_id: str, sweep_dir: Path, artifacts: list[tuple[Path, str | None]]
-                 ) -> str | None:
-    """Attach files made after a sweep (analysis, reproduction) to its parent run. Returns None, or
-    why they were journaled for `ttc sync` instead."""
+def log_to_sweep(cfg: Config, sweep_id: str, sweep_dir: Path, artifacts: list[tuple[Path, str | None]],
+                 metrics: dict[str, float] | None = None) -> str | None:
+    """Attach files (and metrics, e.g. fitted parameters) made after a sweep to its parent run.
+    Returns None, or why they were journaled for `ttc sync` instead."""
     tracker = Tracker(cfg, sweep_id, sweep_dir)
     for path, artifact_dir in artifacts:
         tracker.log_artifact(path, artifact_dir)
+    if metrics:
+        ts = int(time.time() * 1000)
+        tracker._do("log", key=tracker.parent_key, metrics=[[k, v, ts, 0] for k, v in sorted(metrics.items())])
     return (tracker.error or "earlier operations are still waiting for sync") if tracker.needs_sync else None
