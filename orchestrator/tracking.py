@@ -124,9 +124,13 @@ class Tracker:
     def _experiment(self) -> str:
         if self._experiment_id is None:
             found = self.client.get_experiment_by_name(self.experiment_name)
+            # The kind tag makes MLflow's UI open on the runs table (parents with nested children),
+            # not on its GenAI traces view.
             self._experiment_id = (found.experiment_id if found is not None else
                                    self.client.create_experiment(self.experiment_name,
-                                                                 artifact_location=self.artifact_root))
+                                                                 artifact_location=self.artifact_root,
+                                                                 tags={"mlflow.experimentKind":
+                                                                       "custom_model_development"}))
         return self._experiment_id
 
     def _run_id(self, key: str) -> str:
