@@ -2,6 +2,7 @@
 
     ttc sweep [hydra overrides...]   run a sweep, e.g.
         ttc sweep dataset=gsm8k dataset.limit=50 'sweep.budgets=[128,512]' 'sweep.n=[1,4,16]'
+        ttc sweep model=a,b dataset=gsm8k,math500    (a grid over models and datasets, one sweep)
     ttc show SWEEP_ID [--ci]         print a finished sweep's cells table (`ttc show`: list sweeps)
     ttc analyze SWEEP_ID             fit the scaling curves: fits.json, report.md, plots (also on MLflow)
     ttc reproduce RECIPE [--dry-run] run a recipe of conf/experiment/, compare with its published numbers
@@ -21,7 +22,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.config import ConfigError, compose
+from orchestrator.config import ConfigError, compose, compose_grid
 from orchestrator.datasets import DatasetError
 from orchestrator.errors import SweepError
 
@@ -52,7 +53,7 @@ def _accuracy(cell, ci: bool) -> str:
 
 
 def cmd_sweep(overrides: list[str], out: Console) -> int:
-    return _run_and_report(compose(overrides), out)[1]
+    return _run_and_report(compose_grid(overrides), out)[1]
 
 
 def _run_and_report(cfg, out: Console):

@@ -9,6 +9,7 @@ dataset file exists is the loader's business (orchestrator/datasets.py).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,3 +377,19 @@ def compose(overrides: list[str]) -> Config:
         raise ConfigError(" ".join(str(err).split())) from None
     assert isinstance(data, dict)
     return from_dict(data)
+
+
+GRID_GROUPS = ("model", "dataset")
+
+
+def compose_grid(overrides: list[str]) -> list[Config]:
+    """Like `compose`, but `model=a,b` and `dataset=x,y` make a grid: one Config per (model, dataset)
+    pair, sharing every other setting (`ttc sweep model=toy,r1-distill-qwen-1.5b dataset=gsm8k,math500`)."""
+    choices: list[list[str]] = []
+    for item in overrides:
+        group, sep, option = item.partition("=")
+        if sep and group in GRID_GROUPS and "," in option:
+            choices.append([f"{group}={o.strip()}" for o in option.split(",") if o.strip()])
+        else:
+            choices.append([item])
+    return [compose(list(combo)) for combo in itertools.product(*choices)]

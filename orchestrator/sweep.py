@@ -1,6 +1,7 @@
 """One sweep, top to bottom: problems -> plan -> skip stored units -> Ray -> store -> cells -> MLflow.
 
-`run(cfg)` is what `ttc sweep`, `jobs/sweep.py` and the tests call. Everything that can be
+`run(cfg)` is what `ttc sweep`, `jobs/sweep.py` and the tests call; `run([cfg, ...])` runs a
+grid over several (model, dataset) pairs as one sweep, each model's engines loaded once. Everything that can be
 checked before work starts (config, dataset file, model directory) is checked before the
 sweep directory or an MLflow run exists, so bad input leaves nothing behind.
 """
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,7 +26,6 @@ from orchestrator.config import Config, ConfigError, resolve_path
 from orchestrator.datasets import load_problems
 from orchestrator.errors import SweepError
 from orchestrator.plan import Unit, model_shape, plan_units
-from orchestrator.schema import CELL_SCHEMA
 from orchestrator.store import Store, new_sweep_id
 from orchestrator.tracking import Tracker, child_key
 
@@ -52,43 +53,53 @@ def check_model_path(cfg: Config) -> None:
         raise ConfigError(f"model.path={path!r}: no such model directory")
 
 
-def run(cfg: Config, console: Console | None = None) -> SweepResult:
-    """Run the sweep `cfg` describes and return where its results are."""
+def run(grid: Config | Sequence[Config], console: Console | None = None) -> SweepResult:
+    """Run the sweep and return where its results are. `grid` is one config, or one per
+    (model, dataset) pair of a grid that shares its sweep, store, tracking and cluster sections."""
     from orchestrator import scheduler  # Ray loads only once the inputs are known to be good
 
+    parts = [grid] if isinstance(grid, Config) else list(grid)
+    cfg = parts[0]  # the sections every part shares
     console = console or Console(stderr=True)
-    check_model_path(cfg)
-    problems = load_problems(cfg.dataset)
-    units = plan_units(cfg, problems)
+    for part in parts:
+        check_model_path(part)
+    problems = [load_problems(part.dataset) for part in parts]
+    units = [u for part, probs in zip(parts, problems) for u in plan_units(part, probs)]
     store = Store(cfg.store.path)
     stored = [store.has_unit(u.model.name, u.dataset, u.key) for u in units]
     cached = [u for u, done in zip(units, stored) if done]
     todo = [u for u, done in zip(units, stored) if not done]
+    models = list({part.model.name: part.model for part in parts}.values())
 
     if todo:  # placement is checked before anything is written: a model that cannot be placed is bad input
         scheduler.start_ray(cfg.cluster)
         try:
-            scheduler.check_placement([cfg.model], cfg.cluster)
+            scheduler.check_placement(models, cfg.cluster)
         except scheduler.SchedulerError as err:
             scheduler.stop_ray()
             raise ConfigError(str(err)) from None
     try:
-        return _run_started(cfg, problems, units, cached, todo, store, console, scheduler)
+        return _run_started(parts, problems, units, cached, todo, store, console, scheduler)
     finally:
         scheduler.stop_ray()
 
 
-def _run_started(cfg: Config, problems, units, cached, todo, store: Store, console: Console,
+def _run_started(parts: list[Config], problems: list[list], units, cached, todo, store: Store, console: Console,
                  scheduler) -> SweepResult:
+    cfg = parts[0]
     sweep_id = new_sweep_id()
-    config_yaml = OmegaConf.to_yaml(cfg.to_dict())
-    sweep_dir = store.create_sweep(sweep_id, config_yaml)
+    sweep_dir = store.create_sweep(sweep_id, OmegaConf.to_yaml(cfg.to_dict()))
+    if len(parts) > 1:  # the other (model, dataset) pairs of the grid, for the record
+        (sweep_dir / "grid.yaml").write_text(OmegaConf.to_yaml(
+            [{"model": asdict(p.model), "dataset": asdict(p.dataset)} for p in parts]), encoding="utf-8")
     tracker = None
     if cfg.tracking.enabled:
         tracker = Tracker(cfg, sweep_id, sweep_dir)
-        tracker.start_sweep(cfg, sweep_dir / "config.yaml", dataset_digest(problems),
-                            cfg.dataset.hf_id or str(resolve_path(cfg.dataset.path or "")))
-    console.print(f"sweep [bold]{sweep_id}[/]: {len(problems)} problems x {cfg.sweep.max_n} samples, "
+        tracker.start_sweep(cfg, sweep_dir / "config.yaml", [
+            (p.model.name, p.dataset.name, dataset_digest(probs), p.dataset.hf_id or str(resolve_path(p.dataset.path or "")))
+            for p, probs in zip(parts, problems)])
+    pairs = ", ".join(f"{p.model.name} x {p.dataset.name} ({len(probs)} problems)" for p, probs in zip(parts, problems))
+    console.print(f"sweep [bold]{sweep_id}[/]: {pairs}; {cfg.sweep.max_n} samples each, "
                   f"budgets {list(cfg.sweep.budgets)}, N {list(cfg.sweep.n)}; {len(units)} units "
                   f"({len(cached)} already in the store)")
 
@@ -107,10 +118,11 @@ def _run_started(cfg: Config, problems, units, cached, todo, store: Store, conso
         if todo:
             failed = _schedule(cfg, todo, store, record, tracker, console, scheduler)
         samples = store.sweep_samples(sweep_id)
-        if cfg.model.engine == "sim":  # simulated rows carry lengths and timings, never accuracy
-            cells = CELL_SCHEMA.empty_table()
-        else:
-            cells = compute_cells(samples, cfg.sweep.n, {cfg.model.name: model_shape(cfg.model)})
+        simulated = {p.model.name for p in parts if p.model.engine == "sim"}
+        if simulated:  # simulated rows carry lengths and timings, never accuracy
+            samples = samples.filter(pc.invert(pc.is_in(samples.column("model"), value_set=pa.array(sorted(simulated)))))
+        shapes = {p.model.name: model_shape(p.model) for p in parts}
+        cells = compute_cells(samples, cfg.sweep.n, shapes)
         cells_path = store.write_cells(sweep_id, cells)
         plot_path = None
         if cells.num_rows:
@@ -123,8 +135,8 @@ def _run_started(cfg: Config, problems, units, cached, todo, store: Store, conso
         ok = not failed
     finally:
         if tracker:
-            tracker.finish(ok, [child_key(sweep_id, cfg.model.name, cfg.dataset.name, b, cfg.sweep.strategy)
-                                for b in cfg.sweep.budgets])
+            tracker.finish(ok, [child_key(sweep_id, p.model.name, p.dataset.name, b, cfg.sweep.strategy)
+                                for p in parts for b in cfg.sweep.budgets])
     return SweepResult(sweep_id, sweep_dir, cells_path, plot_path, cells, len(todo) - len(failed), len(cached),
                        failed, tracker.uri if tracker else None, tracker.parent_id if tracker else None,
                        tracker.needs_sync if tracker else False, tracker.error if tracker else None)
@@ -191,8 +203,11 @@ def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, cons
                     tagged = True
                 tracker.log_live(live.metrics(), step=live.problems)
 
+        by_model: dict[str, tuple] = {}
+        for unit in todo:  # one model's units together: its engines load once, then go
+            by_model.setdefault(unit.model.name, (unit.model, []))[1].append(unit)
         try:
-            outcome = scheduler.run_model(cfg.model, todo, cfg.cluster, on_result)
+            outcome = scheduler.run_models(list(by_model.values()), cfg.cluster, on_result)
         except scheduler.SchedulerError as err:
             raise SweepError(str(err)) from None
     if tracker:

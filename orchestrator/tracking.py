@@ -176,25 +176,31 @@ class Tracker:
         self.client.set_terminated(self._run_id(key), status, end_time=end_ms)
 
     # --- what the sweep calls ---
-    def start_sweep(self, cfg: Config, config_path: Path, dataset_digest: str, dataset_source: str) -> None:
-        """The parent run with the resolved config, and a child run per (model, dataset, budget, strategy)."""
+    def start_sweep(self, cfg: Config, config_path: Path, pairs: list[tuple[str, str, str, str]]) -> None:
+        """The parent run with the resolved config, and a child run per (model, dataset, budget, strategy).
+        `pairs` holds (model, dataset, dataset digest, dataset source) for every pair of the grid."""
         now = int(time.time() * 1000)
         tags = {"sweep_id": self.sweep_id, "ttc.kind": "sweep"}
         commit = git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
         self._do("run", key=self.parent_key, name=self.sweep_id, tags=tags, parent=None, start_ms=now)
-        self._do("log", key=self.parent_key, params=_flatten(cfg.to_dict()))
+        params = _flatten(cfg.to_dict())
+        if len(pairs) > 1:
+            params["grid"] = json.dumps([[m, d] for m, d, _, _ in pairs])
+        self._do("log", key=self.parent_key, params=params)
         self._do("artifact", key=self.parent_key, path=str(config_path), artifact_dir=None)
-        for budget in cfg.sweep.budgets:
-            key = child_key(self.sweep_id, cfg.model.name, cfg.dataset.name, budget, cfg.sweep.strategy)
-            tags = {"model": cfg.model.name, "dataset": cfg.dataset.name, "budget": str(budget),
-                    "strategy": cfg.sweep.strategy, "sweep_id": self.sweep_id, "ttc.kind": "cell"}
-            self._do("run", key=key, name=f"{cfg.model.name}/{cfg.dataset.name}/B={budget}/{cfg.sweep.strategy}",
-                     tags=tags, parent=self.parent_key, start_ms=now)
-            self._do("log", key=key, params={"model": cfg.model.name, "dataset": cfg.dataset.name,
-                                             "budget": str(budget), "strategy": cfg.sweep.strategy})
-            self._do("dataset", key=key, name=cfg.dataset.name, digest=dataset_digest, source=dataset_source)
+        strategy = cfg.sweep.strategy
+        for model, dataset, digest, source in pairs:
+            for budget in cfg.sweep.budgets:
+                key = child_key(self.sweep_id, model, dataset, budget, strategy)
+                tags = {"model": model, "dataset": dataset, "budget": str(budget), "strategy": strategy,
+                        "sweep_id": self.sweep_id, "ttc.kind": "cell"}
+                self._do("run", key=key, name=f"{model}/{dataset}/B={budget}/{strategy}", tags=tags,
+                         parent=self.parent_key, start_ms=now)
+                self._do("log", key=key, params={"model": model, "dataset": dataset, "budget": str(budget),
+                                                 "strategy": strategy})
+                self._do("dataset", key=key, name=dataset, digest=digest, source=source)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self._do("log", key=self.parent_key, tags=tags)
