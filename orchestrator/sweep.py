@@ -156,28 +156,29 @@ class LiveStats:
     def __init__(self) -> None:
         self.start = time.perf_counter()
         self.tokens = 0
-        self.problems = 0
-        self.rows: dict[tuple[str, str, int, str], list[int]] = {}  # key -> [rows, correct]
+        self.rows: dict[tuple[str, str, int, str], list[int]] = {}  # key -> [problems, rows, correct]
 
     def add(self, unit: Unit, batch: pa.RecordBatch) -> None:
         # Thinking is shared by all budgets: count it once per sample (the largest budget's rows).
         top = batch.filter(pc.equal(batch.column("budget"), unit.budgets[-1]))
         self.tokens += (pc.sum(top.column("think_tokens")).as_py() or 0) + (pc.sum(batch.column("answer_tokens")).as_py() or 0)
-        self.problems += len(unit.problems)
         table = pa.Table.from_batches([batch]).group_by("budget").aggregate([("correct", "count"), ("correct", "sum")])
         for budget, count, correct in zip(*(table.column(c).to_pylist() for c in ("budget", "correct_count", "correct_sum"))):
-            acc = self.rows.setdefault((unit.model.name, unit.dataset, budget, unit.strategy), [0, 0])
-            acc[0] += count
-            acc[1] += correct or 0
+            acc = self.rows.setdefault((unit.model.name, unit.dataset, budget, unit.strategy), [0, 0, 0])
+            acc[0] += len(unit.problems)
+            acc[1] += count
+            acc[2] += correct or 0
 
     @property
     def tokens_per_s(self) -> float:
         elapsed = time.perf_counter() - self.start
         return self.tokens / elapsed if elapsed > 0 else 0.0
 
-    def metrics(self) -> dict[tuple[str, str, int, str], dict[str, float]]:
-        return {key: {"problems_done": float(self.problems), "running_pass_at_1": correct / rows,
-                      "tokens_per_s": self.tokens_per_s} for key, (rows, correct) in self.rows.items() if rows}
+    def metrics(self) -> dict[tuple[str, str, int, str], tuple[int, dict[str, float]]]:
+        """Per child: (step = its problems done, its running metrics)."""
+        return {key: (problems, {"problems_done": float(problems), "running_pass_at_1": correct / rows,
+                                 "tokens_per_s": self.tokens_per_s})
+                for key, (problems, rows, correct) in self.rows.items() if rows}
 
 
 def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, console: Console,
@@ -201,7 +202,7 @@ def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, cons
                 if not tagged:
                     tracker.set_tags({f"ttc.{k}": v for k, v in info.items()})
                     tagged = True
-                tracker.log_live(live.metrics(), step=live.problems)
+                tracker.log_live(live.metrics())
 
         by_model: dict[str, tuple] = {}
         for unit in todo:  # one model's units together: its engines load once, then go
@@ -211,6 +212,6 @@ def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, cons
         except scheduler.SchedulerError as err:
             raise SweepError(str(err)) from None
     if tracker:
-        tracker.log_live(live.metrics(), step=live.problems, force=True)
+        tracker.log_live(live.metrics(), force=True)
     console.print(f"{total_samples} samples generated in {time.perf_counter() - live.start:.1f} s")
     return [(u.key, why) for u, why in outcome.failed]

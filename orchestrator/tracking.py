@@ -205,15 +205,16 @@ class Tracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         self._do("log", key=self.parent_key, tags=tags)
 
-    def log_live(self, progress: dict[tuple[str, str, int, str], dict[str, float]], step: int,
+    def log_live(self, progress: dict[tuple[str, str, int, str], tuple[int, dict[str, float]]],
                  force: bool = False) -> None:
-        """Running metrics per child (problems done, accuracy so far, tokens/s), at a bounded rate."""
+        """Running metrics per child (problems done, accuracy so far, tokens/s), stepped by its problems
+        done, at a bounded rate."""
         now = time.monotonic()
         if not force and now - self._last_live < LIVE_INTERVAL_S:
             return
         self._last_live = now
         ts = int(time.time() * 1000)
-        for (model, dataset, budget, strategy), metrics in progress.items():
+        for (model, dataset, budget, strategy), (step, metrics) in progress.items():
             key = child_key(self.sweep_id, model, dataset, budget, strategy)
             self._do("log", key=key, metrics=[[name, value, ts, step] for name, value in metrics.items()])
 
