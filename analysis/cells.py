@@ -20,12 +20,13 @@ import pyarrow as pa
 from analysis.estimators import bootstrap_ci, maj_at_k, pass_at_k
 from orchestrator.schema import CELL_SCHEMA
 
-_CORRECT = "\x00correct"  # every correct answer is equivalent to the reference, hence to each other
+CORRECT_VOTE = "\x00correct"  # every correct answer is equivalent to the reference, hence to each other
 
 
-def _vote_key(row) -> str | None:
+def vote_key(row) -> str | None:
+    """A sample row's vote in maj@k: CORRECT_VOTE if graded correct, else its normalised answer, None if none."""
     if row.correct:
-        return _CORRECT
+        return CORRECT_VOTE
     if row.extracted_answer is None or pd.isna(row.extracted_answer):
         return None
     return "".join(str(row.extracted_answer).split())
@@ -46,7 +47,7 @@ def compute_cells(samples: pa.Table, ns: Sequence[int], shapes: dict[str, dict[s
     df = samples.to_pandas()
     if df.empty:
         return CELL_SCHEMA.empty_table()
-    df["vote"] = [_vote_key(r) for r in df.itertuples()]
+    df["vote"] = [vote_key(r) for r in df.itertuples()]
     df["generated"] = df.think_tokens + df.answer_tokens
     rows = []
     for (model, dataset, budget, strategy), group in df.groupby(["model", "dataset", "budget", "strategy"], sort=True):
@@ -59,7 +60,7 @@ def compute_cells(samples: pa.Table, ns: Sequence[int], shapes: dict[str, dict[s
                 continue  # fewer samples than N: this N cannot be estimated here
             estimates = {
                 "pass@k": np.array([pass_at_k(len(g), int(g.correct.sum()), n) for _, g in per_problem]),
-                "maj@k": np.array([maj_at_k(list(g.vote), _CORRECT, n) for _, g in per_problem]),
+                "maj@k": np.array([maj_at_k(list(g.vote), CORRECT_VOTE, n) for _, g in per_problem]),
             }
             for aggregator, values in estimates.items():
                 low, high = bootstrap_ci(values)

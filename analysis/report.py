@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.cells import _CORRECT, _vote_key
+from analysis.cells import CORRECT_VOTE, vote_key
 from analysis.estimators import maj_at_k, pass_at_k
 from analysis.fit import FORMS, FitResult, FormSelection, fit_curve, fit_curve_bootstrap, fit_to_dict, select_form
 from analysis.plots import iso_compute_frontier, plot_coverage, plot_frontier, plot_o1
@@ -235,7 +235,7 @@ def _read_samples(store: Store, sweep_id: str) -> tuple[pd.DataFrame | None, str
         return None, f"samples unreadable ({e})"
     if df.empty:
         return None, "no samples in the sweep's manifest"
-    df["vote"] = [_vote_key(r) for r in df.itertuples()]
+    df["vote"] = [vote_key(r) for r in df.itertuples()]
     return df, ""
 
 
@@ -254,7 +254,7 @@ def per_problem_values(samples: pd.DataFrame, curve: CurveFit) -> pd.DataFrame:
             if curve.aggregator == "pass@k":
                 values[problem] = pass_at_k(len(g), int(g.correct.sum()), k)
             else:
-                values[problem] = maj_at_k(list(g.vote), _CORRECT, k)
+                values[problem] = maj_at_k(list(g.vote), CORRECT_VOTE, k)
         columns[i] = pd.Series(values, dtype=float)
     return pd.DataFrame(columns).dropna()  # problems missing at some point are left out of the bootstrap
 
