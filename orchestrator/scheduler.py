@@ -195,6 +195,9 @@ class _EngineActor:
         return self.engine.run_unit(unit)
 
 
+_SETTLE_S = 30.0  # a dead engine's other results resolve at once; this only bounds a lost node's
+
+
 class RayBackend:
     """Replicas as Ray actors (and placement groups) on the cluster `ray.init` connected to."""
 
@@ -241,7 +244,16 @@ class RayBackend:
         if not self._refs:
             raise SchedulerError("internal error: the scheduler waits with nothing running")
         ready, _ = ray.wait(list(self._refs), num_returns=1)
-        return [self._event(ref, *self._refs.pop(ref)) for ref in ready]
+        events = [self._event(ref, *self._refs.pop(ref)) for ref in ready]
+        # The scheduler charges a death to the first unit sent to the engine that had not finished.
+        # A unit that finished just before the crash may not have been seen yet: once an actor is
+        # dead every one of its refs resolves, so collect them all and hand finished ones over first.
+        dead = {event.replica for event in events if isinstance(event, Lost)}
+        theirs = [ref for ref, (replica, _) in self._refs.items() if replica in dead]
+        if theirs:
+            settled, _ = ray.wait(theirs, num_returns=len(theirs), timeout=_SETTLE_S)
+            events += [self._event(ref, *self._refs.pop(ref)) for ref in settled]
+        return sorted(events, key=lambda event: isinstance(event, Lost))  # stable: order kept otherwise
 
     def _event(self, ref: ray.ObjectRef, replica: Replica, unit: Unit | None) -> Event:
         try:

@@ -185,20 +185,22 @@ def test_actor_killed_mid_unit_is_rerun(cluster):
     model = sim_model("killed", seconds_per_token=0.002)  # ~0.6 s per unit
     units = make_units(model, 10)
     got, collect_result = collect()
+    backend = watched_backend()
     killed = []
 
     def on_result(unit, batch, info):
         collect_result(unit, batch, info)
-        if not killed:  # both replicas hold units now: kill one mid-unit
-            name = sorted(_engine_actors("ttc.killed."))[0]
-            ray.kill(ray.get_actor(name))
-            killed.append(name)
+        busy = [r for r in backend.ready.values() if r.state == "ready" and r.units]
+        if not killed and len(backend.ready) == 2 and busy:  # both engines up: kill one mid-unit
+            ray.kill(ray.get_actor(busy[0].name))
+            killed.append(busy[0].name)
 
-    outcome = scheduler.run_models([(model, units)], ClusterConfig(replicas=2), on_result)
+    outcome = scheduler.run_models([(model, units)], ClusterConfig(replicas=2), on_result, backend=backend)
     assert killed and outcome.retried >= 1 and not outcome.failed
     assert outcome.done == len(units) == len(got)
     assert as_table(got).equals(expected_rows(units))  # no duplicate, no missing row
-    assert len(outcome.placements) == 3  # two replicas, and a fresh one for the killed
+    assert len(backend.started) == 3  # two replicas, and a fresh one for the killed
+    assert killed[0] in {p.replica for p in outcome.placements}
     _assert_no_engine_actors()
 
 
@@ -256,18 +258,22 @@ def test_node_removed_mid_sweep(cluster):
 
     node = cluster.add_node(num_cpus=2, num_gpus=2)
     cluster.wait_for_nodes()
-    model = sim_model("lost", tp=2, seconds_per_token=0.002)
-    units = make_units(model, 14)
+    # Enough work (~1.2 s per unit, 20 units on 4 replicas) for the new node's engine to start under load.
+    model = sim_model("lost", tp=2, seconds_per_token=0.004)
+    units = make_units(model, 20)
     got, collect_result = collect()
+    backend = watched_backend()
     removed = []
 
     def on_result(unit, batch, info):
         collect_result(unit, batch, info)
-        if len(got) == 2:
+        busy_there = [r for r in backend.ready.values()
+                      if r.state == "ready" and r.units and node.node_id in backend.where[r.name].node_ids]
+        if not removed and len(got) >= 2 and busy_there:
             cluster.remove_node(node, allow_graceful=False)  # as a crash: no goodbye to the cluster
             removed.append(node)
 
-    outcome = scheduler.run_models([(model, units)], ClusterConfig(), on_result)
+    outcome = scheduler.run_models([(model, units)], ClusterConfig(), on_result, backend=backend)
     assert removed and not outcome.failed
     assert outcome.done == len(units) == len(got)
     assert as_table(got).equals(expected_rows(units))
@@ -277,6 +283,33 @@ def test_node_removed_mid_sweep(cluster):
     assert outcome.retried >= 1
     assert lost_node not in {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     _assert_no_engine_actors()
+
+
+def watched_backend():
+    """The real Ray backend, noting the replicas it started and those that became ready (and where),
+    so a test can strike an engine that is known to be running units."""
+    from orchestrator import scheduler
+
+    class Watched(scheduler.RayBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.started: list[str] = []
+            self.ready: dict[str, scheduler.Replica] = {}
+            self.where: dict[str, scheduler.Placement] = {}
+
+        def start(self, replica) -> None:
+            self.started.append(replica.name)
+            super().start(replica)
+
+        def wait(self):
+            events = super().wait()
+            for event in events:
+                if isinstance(event, scheduler.Ready):
+                    self.ready[event.replica.name] = event.replica
+                    self.where[event.replica.name] = event.placement
+            return events
+
+    return Watched()
 
 
 def _engine_actors(prefix: str = "ttc.") -> list[str]:

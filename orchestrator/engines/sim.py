@@ -53,8 +53,8 @@ class SimSettings:
     seed: int = 0
     """Mixed into every draw: two simulated models with different seeds differ."""
     crash_on_problem: str | None = None
-    """A problem id: the engine's process exits at once when it is given a unit holding this
-    problem, as a crashing engine would (for testing the scheduler's retries)."""
+    """A problem id: the engine's process exits half way through any unit holding this problem,
+    as an engine crashing mid-generation would (for testing the scheduler's retries)."""
 
     @classmethod
     def from_model(cls, model: ModelConfig) -> SimSettings:
@@ -138,11 +138,14 @@ class SimEngine:
 
     def run_unit(self, unit: Unit) -> pa.RecordBatch:
         """All rows of a unit (problems x samples x budgets), after sleeping its scaled simulated time."""
-        if any(p.id == self.settings.crash_on_problem for p in unit.problems):
-            os._exit(70)  # no cleanup, no exception: the process is simply gone
         batch, seconds = self.simulate(unit)
+        crash = any(p.id == self.settings.crash_on_problem for p in unit.problems)
         if self.settings.time_scale > 0:
-            time.sleep(seconds * self.settings.time_scale)
+            # A crashing engine dies mid-generation: half way through, so the result of the unit
+            # before it has left the process (a crash at the very start could swallow that reply).
+            time.sleep(seconds * self.settings.time_scale * (0.5 if crash else 1.0))
+        if crash:
+            os._exit(70)  # no cleanup, no exception: the process is simply gone
         return batch
 
     def simulate(self, unit: Unit) -> tuple[pa.RecordBatch, float]:
