@@ -3,9 +3,13 @@
 Extraction is ours and cheap (last `\\boxed{}`, else the text after "Final Answer:", else
 the last number). Comparison is math-verify's, run in a child process so that one
 pathological answer can never hang the sweep: each comparison has a time limit, and a
-child that overruns it is killed and replaced. Only math-verify's LaTeX parser is used,
-which builds SymPy objects with a grammar and never evaluates the text it reads
-(its plain-expression parser goes through SymPy's `parse_expr`, which calls `eval`).
+child that overruns it is killed and replaced. A new child first imports math-verify and
+grades a few warm-up pairs, which takes seconds (tens on a loaded machine), then reports
+ready; that start-up has its own generous limit and is never charged to an answer, and a
+child that cannot start raises GraderError rather than grading answers wrong. Only
+math-verify's LaTeX parser is used, which builds SymPy objects with a grammar and never
+evaluates the text it reads (its plain-expression parser goes through SymPy's
+`parse_expr`, which calls `eval`).
 Verdicts are cached per (answer, reference): reasoning models repeat their answers.
 """
 
@@ -16,6 +20,17 @@ import re
 from multiprocessing.connection import Connection
 
 TIME_LIMIT_S = 5
+"""Seconds math-verify may spend on each parse and on the comparison of one answer."""
+STARTUP_LIMIT_S = 120
+"""Seconds a new child may take to import math-verify and grade the warm-up pairs."""
+# The parent's own wait for a verdict, beyond the child's three limited steps (two parses and a
+# comparison): slack for a busy machine, not time for work.
+_HANG_GRACE_S = 5
+_READY = "ready"
+# Grading these once loads what SymPy, the LaTeX grammar and math-verify import only on first
+# use (fractions against decimals, tuples and symbols, a trigonometric simplification).
+_WARM_UP = (("0.5", "\\frac{1}{2}"), ("(\\pi/2, x\\cdot x)", "\\left( \\frac{\\pi}{2}, x^2 \\right)"),
+            ("\\sin(x)^2+\\cos(x)^2", "1"))
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _FINAL = re.compile(r"final answer\s*(?:is)?\s*[:：]?\s*(.+)", re.IGNORECASE)
@@ -52,20 +67,32 @@ def _normalise(answer: str) -> str:
     return re.sub(r"\s+", "", answer).strip("$").rstrip(".")
 
 
-def _verify_loop(conn: Connection, limit_s: int) -> None:
-    """Child process: answer (candidate, reference) pairs with math-verify until the pipe closes."""
+class GraderError(RuntimeError):
+    """The math-verify child could not start; the message says why."""
+
+
+def _verify_loop(conn: Connection, limit_s: int, startup_limit_s: int) -> None:
+    """Child process: warm up, say ready, then answer (candidate, reference) pairs until the pipe closes."""
     from math_verify import LatexExtractionConfig, parse, verify
 
     latex_only = [LatexExtractionConfig(boxed_match_priority=0)]
+
+    def equal(candidate: str, reference: str, limit: int) -> bool:
+        gold = parse(f"${reference}$", latex_only, parsing_timeout=limit)
+        pred = parse(f"${candidate}$", latex_only, parsing_timeout=limit)
+        return bool(gold) and bool(pred) and verify(gold, pred, timeout_seconds=limit)
+
+    # Under the start-up limit, so that the first answers' limits are spent on the answers.
+    for candidate, reference in _WARM_UP:
+        equal(candidate, reference, startup_limit_s)
+    conn.send(_READY)
     while True:
         try:
             candidate, reference = conn.recv()
         except EOFError:
             return
         try:
-            gold = parse(f"${reference}$", latex_only, parsing_timeout=limit_s)
-            pred = parse(f"${candidate}$", latex_only, parsing_timeout=limit_s)
-            ok = bool(gold) and bool(pred) and verify(gold, pred, timeout_seconds=limit_s)
+            ok = equal(candidate, reference, limit_s)
         except Exception:  # noqa: BLE001 - any failure to parse is a wrong answer, not a crash
             ok = False
         conn.send(ok)
@@ -74,8 +101,9 @@ def _verify_loop(conn: Connection, limit_s: int) -> None:
 class Grader:
     """Grades answers against references; math-verify runs in a child process with a time limit."""
 
-    def __init__(self, time_limit_s: int = TIME_LIMIT_S) -> None:
+    def __init__(self, time_limit_s: int = TIME_LIMIT_S, startup_limit_s: int = STARTUP_LIMIT_S) -> None:
         self.time_limit_s = time_limit_s
+        self.startup_limit_s = startup_limit_s
         self._cache: dict[tuple[str, str], bool] = {}
         self._ctx = mp.get_context("spawn")  # fork is unsafe beside vLLM's threads
         self._proc: mp.process.BaseProcess | None = None
@@ -83,12 +111,25 @@ class Grader:
         self.timeouts = 0
 
     def _start(self) -> Connection:
+        """The pipe to a ready child, starting one (and waiting until it is ready) if there is none."""
         if self._conn is None:
             parent, child = self._ctx.Pipe()
-            self._proc = self._ctx.Process(target=_verify_loop, args=(child, self.time_limit_s), daemon=True)
-            self._proc.start()
+            proc = self._ctx.Process(target=_verify_loop, daemon=True,
+                                     args=(child, self.time_limit_s, self.startup_limit_s))
+            proc.start()
             child.close()
-            self._conn = parent
+            self._proc, self._conn = proc, parent
+            died = False
+            try:
+                ready = parent.poll(self.startup_limit_s) and parent.recv() == _READY
+            except (EOFError, OSError):
+                ready, died = False, True
+                proc.join(timeout=30)  # for its own exit code rather than the kill's
+            if not ready:
+                self._kill()
+                why = (f"exited with code {proc.exitcode} while starting (its traceback is on stderr)" if died
+                       else f"was not ready within startup_limit_s={self.startup_limit_s}")
+                raise GraderError(f"the math-verify child process {why}; no answer was graded")
         return self._conn
 
     def _kill(self) -> None:
@@ -107,7 +148,7 @@ class Grader:
             try:
                 conn.send(key)
                 # The child enforces its own limit with SIGALRM; this outer one catches a hang in C code.
-                if conn.poll(self.time_limit_s * 3 + 5):
+                if conn.poll(self.time_limit_s * 3 + _HANG_GRACE_S):
                     self._cache[key] = conn.recv()
                 else:
                     self.timeouts += 1

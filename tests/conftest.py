@@ -53,3 +53,48 @@ def toy_engine():
     engine = VLLMEngine(compose(TOY_OVERRIDES).model)
     yield engine
     engine.close()
+
+
+
+def watched_backend(hold: dict[str, int] | None = None):
+    """The real Ray backend, noting the replicas it started and those ready (and where), so a test
+    can strike an engine known to be running units.
+
+    `hold` maps a model name to a replica count: that model's replicas are reported ready only once
+    that many are up, so every one of them gets work whatever order they start in.
+    """
+    from orchestrator import scheduler
+
+    class Watched(scheduler.RayBackend):
+        def __init__(self, hold: dict[str, int]) -> None:
+            super().__init__()
+            self.hold = hold
+            self.held: list[scheduler.Ready] = []
+            self.started: list[str] = []
+            self.ready: dict[str, scheduler.Replica] = {}
+            self.where: dict[str, scheduler.Placement] = {}
+
+        def start(self, replica) -> None:
+            self.started.append(replica.name)
+            super().start(replica)
+
+        def wait(self):
+            passed: list = []
+            while not passed:
+                for event in super().wait():
+                    held = isinstance(event, scheduler.Ready) and event.replica.model.name in self.hold
+                    (self.held if held else passed).append(event)
+                for name, count in list(self.hold.items()):
+                    mine = [e for e in self.held if e.replica.model.name == name]
+                    # With nothing else pending (a replica was lost while starting), holding on would wait for ever.
+                    if len(mine) >= count or (mine and not self._refs):
+                        del self.hold[name]
+                        self.held = [e for e in self.held if e not in mine]
+                        passed += mine
+            for event in passed:
+                if isinstance(event, scheduler.Ready):
+                    self.ready[event.replica.name] = event.replica
+                    self.where[event.replica.name] = event.placement
+            return passed
+
+    return Watched(dict(hold or {}))

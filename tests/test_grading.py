@@ -1,8 +1,12 @@
-"""Grading: golden (model output, reference, verdict) triples, including the tricky ones."""
+"""Grading: golden (model output, reference, verdict) triples, including the tricky ones,
+and the math-verify child's time limits: a hanging answer is cut off, start-up is not."""
+
+import time
 
 import pytest
 
-from orchestrator.grading import Grader, extract_answer
+from orchestrator import grading
+from orchestrator.grading import Grader, GraderError, _verify_loop, extract_answer
 
 GOLDEN = [
     # (model output, reference, correct)
@@ -25,7 +29,8 @@ GOLDEN = [
 
 @pytest.fixture(scope="module")
 def grader():
-    with Grader(time_limit_s=2) as g:
+    # A generous limit: a verdict must not depend on how busy the machine is.
+    with Grader(time_limit_s=10) as g:
         yield g
 
 
@@ -41,7 +46,58 @@ def test_extraction_order():
     assert extract_answer("nothing") is None
 
 
-def test_pathological_answer_times_out_as_wrong(grader):
+def test_pathological_answer_times_out_as_wrong():
     # A power tower SymPy would try to evaluate for ever: bounded by the time limit, graded wrong.
-    assert grader.equivalent("9^{9^{9^{9^{9}}}}", "5") is False
-    assert grader.equivalent("7", "7") is True  # and the grader still works afterwards
+    with Grader(time_limit_s=1) as g:
+        assert g.equivalent("9^{9^{9^{9^{9}}}}", "5") is False
+        assert g.equivalent("\\frac{3}{6}", "0.5") is True  # and the grader still works afterwards
+
+
+# Children for the tests below; spawned children import them from this module.
+HANG = "hang"
+START_DELAY_S = 3.5  # longer than the 3 s a time_limit_s=1 answer gets with no grace
+
+
+class _HangsOnHang:
+    """A child's end of the pipe that blocks for ever on receiving HANG, as a hang in C code would."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def recv(self):
+        candidate, reference = self._conn.recv()
+        if candidate == HANG:
+            time.sleep(3600)
+        return candidate, reference
+
+    def send(self, obj):
+        self._conn.send(obj)
+
+
+def _slow_child(conn, limit_s, startup_limit_s):
+    time.sleep(START_DELAY_S)  # a cold start on a loaded machine
+    _verify_loop(_HangsOnHang(conn), limit_s, startup_limit_s)
+
+
+def _broken_child(conn, limit_s, startup_limit_s):
+    raise ImportError("no math-verify here")
+
+
+def test_start_up_is_not_charged_to_an_answer(monkeypatch):
+    monkeypatch.setattr(grading, "_verify_loop", _slow_child)
+    monkeypatch.setattr(grading, "_HANG_GRACE_S", 0)  # the parent waits 3 s for each answer
+    with Grader(time_limit_s=1) as g:
+        assert g.equivalent("\\frac{3}{6}", "0.5") is True  # right after construction
+        assert g.equivalent(HANG, "1") is False and g.timeouts == 1  # the parent killed the child
+        assert g.equivalent("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}") is True  # right after the restart
+        assert g.timeouts == 1
+
+
+@pytest.mark.parametrize("child, startup_limit_s, message", [
+    (_slow_child, 1, "not ready within startup_limit_s=1"),
+    (_broken_child, 120, "exited with code 1"),  # a busy machine may take seconds even to fail
+])
+def test_a_child_that_cannot_start_is_an_error(monkeypatch, child, startup_limit_s, message):
+    monkeypatch.setattr(grading, "_verify_loop", child)
+    with Grader(startup_limit_s=startup_limit_s) as g, pytest.raises(GraderError, match=message):
+        g.equivalent("\\frac{3}{6}", "0.5")

@@ -15,7 +15,7 @@ from orchestrator.datasets import load_problems
 from orchestrator.plan import plan_units
 from orchestrator.schema import SAMPLE_SCHEMA
 from orchestrator.store import Store
-from tests.conftest import tiny_overrides
+from tests.conftest import tiny_overrides, watched_backend
 
 pytestmark = pytest.mark.e2e
 
@@ -39,18 +39,18 @@ def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None):
     cfg = compose(tiny_overrides(tiny_model, tiny_dataset, root))
     units = plan_units(cfg, load_problems(cfg.dataset))
     store = Store(cfg.store.path)
+    backend = watched_backend()
     killed: list[str] = []
 
     def on_result(unit, batch, info):
         store.write_unit(unit.model.name, unit.dataset, unit.key, batch)
-        if kill_after is not None and not killed and len(list(store.root.rglob("*.parquet"))) == kill_after:
+        busy = [r for r in backend.ready.values() if r.state == "ready" and r.units]
+        if kill_after is not None and not killed and len(list(store.root.rglob("*.parquet"))) == kill_after and busy:
             # The replica holds the next units now (one running, one queued): kill it mid-sweep.
-            name = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                        if a["name"].startswith("ttc.tiny."))
-            ray.kill(ray.get_actor(name))
-            killed.append(name)
+            ray.kill(ray.get_actor(busy[0].name))
+            killed.append(busy[0].name)
 
-    outcome = scheduler.run_model(cfg.model, units, cfg.cluster, on_result)
+    outcome = scheduler.run_models([(cfg.model, units)], cfg.cluster, on_result, backend=backend)
     files = sorted(store.root.rglob("*.parquet"))
     rows = pa.concat_tables([store.read_units([f]) for f in files]).sort_by(SORT)
     return units, outcome, killed, rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,14 +24,34 @@ pytestmark = pytest.mark.e2e
 BUDGETS, NS = [0, 8, 24], [1, 2, 4]
 
 
+def _tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _port_below_ephemeral_range() -> int:
+    """A free port that no outgoing connection (local Ray opens many) can take while the server is down."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(20000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in [20000, {low})")
+
+
 class MlflowServer:
     """A tracking server on 127.0.0.1 with a sqlite backend, started and stopped by handle."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.log = root / "server.log"
+        self.port = _port_below_ephemeral_range()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -38,17 +59,19 @@ class MlflowServer:
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
                "--workers", "1", "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
                "--artifacts-destination", (self.root / "artifacts").as_uri()]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        with self.log.open("ab") as log:  # appended to across restarts
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}:\n{_tail(self.log)}")
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
                     if r.status == 200:
                         return
             except OSError:
                 time.sleep(0.5)
-        raise RuntimeError("mlflow server did not start")
+        raise RuntimeError(f"mlflow server did not start in 120 s:\n{_tail(self.log)}")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -96,20 +119,35 @@ def _assert_logged_once(uri: str, sweep_id: str) -> None:
 def test_server_killed_mid_sweep_then_synced_twice(server, tiny_model, tiny_dataset, tmp_path):
     store = tmp_path / "store"
     args = ["sweep", *tiny_overrides(tiny_model, tiny_dataset, store), f"tracking.uri={server.uri}"]
-    sweep = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=Path(__file__).parents[1],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # The runs exist as soon as the sweep starts; the engine takes ~20 s more to load: kill the server then.
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        client = MlflowClient(tracking_uri=server.uri)
-        experiment = client.get_experiment_by_name("ttc")
-        if experiment and client.search_runs([experiment.experiment_id]):
-            break
-        time.sleep(0.5)
-    manifest_lines_at_kill = len(list((store / "sweeps").glob("*/manifest.jsonl")))
-    server.kill()
-    stdout, stderr = sweep.communicate(timeout=900)
-    assert sweep.returncode == 0, stdout + stderr
+    out, err = tmp_path / "sweep.out", tmp_path / "sweep.err"  # files, not pipes: nothing drains them while we poll
+    with out.open("w") as stdout_file, err.open("w") as stderr_file:
+        sweep = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=Path(__file__).parents[1],
+                                 stdout=stdout_file, stderr=stderr_file)
+
+    def output() -> str:
+        return f"--- stdout\n{_tail(out)}\n--- stderr\n{_tail(err)}"
+
+    try:
+        # The runs exist as soon as the sweep starts; the engine takes ~20 s more to load: kill the server then.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            assert sweep.poll() is None, f"the sweep exited before the server was killed:\n{output()}"
+            client = MlflowClient(tracking_uri=server.uri)
+            experiment = client.get_experiment_by_name("ttc")
+            if experiment and client.search_runs([experiment.experiment_id]):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no run reached the server within 300 s:\n{output()}")
+        manifest_lines_at_kill = len(list((store / "sweeps").glob("*/manifest.jsonl")))
+        server.kill()
+        sweep.wait(timeout=900)
+    finally:
+        if sweep.poll() is None:  # a failure above: stop the sweep we started
+            sweep.kill()
+            sweep.wait()
+    assert sweep.returncode == 0, output()
+    stdout = out.read_text()
     assert manifest_lines_at_kill == 0  # the outage began before any unit finished
     sweep_id = _sweep_id(stdout)
     assert f"ttc sync {sweep_id}" in stdout.replace("\n", "")
@@ -138,8 +176,10 @@ def test_server_unreachable_at_start(server, tiny_model, tiny_dataset, tmp_path)
     overrides = tiny_overrides(tiny_model, tiny_dataset, store)
     first = ttc("sweep", *overrides, "tracking=none")  # fill the store; this sweep logs nothing
     assert first.returncode == 0, first.stderr
-    dead = f"http://127.0.0.1:{server.port + 1 if server.port < 65535 else server.port - 1}"
-    second = ttc("sweep", *overrides, f"tracking.uri={dead}")  # every unit from the store, no MLflow at all
+    with socket.socket() as refusing:  # bound but never listening: every connection to it is refused
+        refusing.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{refusing.getsockname()[1]}"
+        second = ttc("sweep", *overrides, f"tracking.uri={dead}")  # every unit from the store, no MLflow at all
     assert second.returncode == 0, second.stderr
     sweep_id = _sweep_id(second.stdout)
     assert "(0 units run, 3 from the store)" in second.stdout and f"ttc sync {sweep_id}" in second.stdout
