@@ -285,6 +285,10 @@ def test_node_removed_mid_sweep(cluster):
     lost_node = node.node_id
     assert sum(p.node_ids == (lost_node,) for p in outcome.placements) == 1
     assert outcome.retried >= 1
+    # The cluster declares the node dead after its missed health checks (seconds; more under load).
+    deadline = time.monotonic() + 120
+    while lost_node in {n["NodeID"] for n in ray.nodes() if n["Alive"]} and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert lost_node not in {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     _assert_no_engine_actors()
 
