@@ -55,7 +55,6 @@ def toy_engine():
     engine.close()
 
 
-
 def watched_backend(hold: dict[str, int] | None = None):
     """The real Ray backend, noting the replicas it started and those ready (and where), so a test
     can strike an engine known to be running units.
