@@ -18,18 +18,32 @@ import pandas as pd
 import pyarrow as pa
 
 from analysis.estimators import bootstrap_ci, maj_at_k, pass_at_k
-from orchestrator.schema import CELL_SCHEMA
+from orchestrator.schema import AGGREGATORS, CELL_SCHEMA
 
-CORRECT_VOTE = "\x00correct"  # every correct answer is equivalent to the reference, hence to each other
+_CORRECT_VOTE = "\x00correct"  # every correct answer is equivalent to the reference, hence to each other
 
 
-def vote_key(row) -> str | None:
-    """A sample row's vote in maj@k: CORRECT_VOTE if graded correct, else its normalised answer, None if none."""
+def _vote_key(row) -> str | None:
+    """A sample row's vote in maj@k: _CORRECT_VOTE if graded correct, else its normalised answer, None if none."""
     if row.correct:
-        return CORRECT_VOTE
+        return _CORRECT_VOTE
     if row.extracted_answer is None or pd.isna(row.extracted_answer):
         return None
     return "".join(str(row.extracted_answer).split())
+
+
+def add_votes(df: pd.DataFrame) -> None:
+    """Add to sample rows `df`, in place, a `vote` column: each row's vote in maj@k (the same for
+    every correct answer, else the answer with whitespace removed, None if no answer was extracted)."""
+    df["vote"] = [_vote_key(r) for r in df.itertuples()]
+
+
+def problem_estimate(g: pd.DataFrame, aggregator: str, k: int) -> float:
+    """One problem's `aggregator` ("pass@k" or "maj@k") at k, estimated from all its sample rows `g`
+    (maj@k reads the `vote` column of `add_votes`)."""
+    if aggregator == "pass@k":
+        return pass_at_k(len(g), int(g.correct.sum()), k)
+    return maj_at_k(list(g.vote), _CORRECT_VOTE, k)
 
 
 def flops_per_sample(tokens: np.ndarray, shape: dict[str, int] | None) -> np.ndarray:
@@ -47,7 +61,7 @@ def compute_cells(samples: pa.Table, ns: Sequence[int], shapes: dict[str, dict[s
     df = samples.to_pandas()
     if df.empty:
         return CELL_SCHEMA.empty_table()
-    df["vote"] = [vote_key(r) for r in df.itertuples()]
+    add_votes(df)
     df["generated"] = df.think_tokens + df.answer_tokens
     rows = []
     for (model, dataset, budget, strategy), group in df.groupby(["model", "dataset", "budget", "strategy"], sort=True):
@@ -58,11 +72,8 @@ def compute_cells(samples: pa.Table, ns: Sequence[int], shapes: dict[str, dict[s
         for n in ns:
             if any(len(g) < n for _, g in per_problem):
                 continue  # fewer samples than N: this N cannot be estimated here
-            estimates = {
-                "pass@k": np.array([pass_at_k(len(g), int(g.correct.sum()), n) for _, g in per_problem]),
-                "maj@k": np.array([maj_at_k(list(g.vote), CORRECT_VOTE, n) for _, g in per_problem]),
-            }
-            for aggregator, values in estimates.items():
+            for aggregator in AGGREGATORS:
+                values = np.array([problem_estimate(g, aggregator, n) for _, g in per_problem])
                 low, high = bootstrap_ci(values)
                 rows.append({
                     "model": model, "dataset": dataset, "budget": int(budget), "strategy": strategy,

@@ -363,9 +363,9 @@ def select_form(x, y, forms: Sequence[str] = tuple(FORMS), sigma=None,
                          by_extrapolation=by_extrapolation)
 
 
-def _json_number(value: float) -> float | None:
-    # JSON has no NaN or infinity; None says "not determined".
-    return float(value) if math.isfinite(value) else None
+def json_number(value: float | None) -> float | None:
+    """`value` as a float for JSON, which has no NaN or infinity: None ("not determined") for those and for None."""
+    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 def fit_to_dict(result: FitResult) -> dict:
@@ -373,12 +373,12 @@ def fit_to_dict(result: FitResult) -> dict:
     return {
         "form": result.form,
         "formula": FORMS[result.form].formula,
-        "params": {name: _json_number(v) for name, v in result.params.items()},
-        "ci": {name: [_json_number(lo), _json_number(hi)] for name, (lo, hi) in result.ci.items()},
+        "params": {name: json_number(v) for name, v in result.params.items()},
+        "ci": {name: [json_number(lo), json_number(hi)] for name, (lo, hi) in result.ci.items()},
         "ci_method": result.ci_method,
         "level": result.level,
         "x_range": [result.x_range[0], result.x_range[1]],
-        "aic": _json_number(result.aic),
+        "aic": json_number(result.aic),
         "n_points": result.n_points,
-        "residuals": [_json_number(r) for r in result.residuals],
+        "residuals": [json_number(r) for r in result.residuals],
     }

@@ -16,7 +16,6 @@ fits.json (`analysis.report`): dicts with the curve's identity and its fitted fo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from analysis.fit import FORMS  # noqa: E402
+from orchestrator.store import atomic_write  # noqa: E402
 
 TOKENS_LABEL = "generated tokens per problem (log scale)"
 PANEL_SIZE = (6.4, 4.8)
@@ -79,17 +79,10 @@ def plot_accuracy_vs_compute(cells: pa.Table, out: Path, aggregators: tuple[str,
 def save_figure(fig: Figure, out: Path) -> list[Path]:
     """Write `fig` as `<stem>.png` and `<stem>.svg` beside `out` (each to a temp name, then renamed),
     close it, and return the two paths."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in ("png", "svg"):
-        path = out.with_suffix(f".{fmt}")
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            fig.savefig(tmp, format=fmt, dpi=130)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        path = Path(out).with_suffix(f".{fmt}")
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=130))
         paths.append(path)
     plt.close(fig)
     return paths

@@ -23,19 +23,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from analysis.cells import CORRECT_VOTE, vote_key
-from analysis.estimators import maj_at_k, pass_at_k
-from analysis.fit import FORMS, FitResult, FormSelection, fit_curve, fit_curve_bootstrap, fit_to_dict, select_form
+from analysis.cells import add_votes, problem_estimate
+from analysis.fit import (FORMS, FitResult, FormSelection, fit_curve, fit_curve_bootstrap, fit_to_dict, json_number,
+                          select_form)
 from analysis.plots import iso_compute_frontier, plot_coverage, plot_frontier, plot_o1
 from orchestrator.schema import AGGREGATORS
-from orchestrator.store import Store
+from orchestrator.store import Store, atomic_write
 
 CURVE_FORMS: dict[str, tuple[str, ...]] = {
     "serial": ("logistic_log", "power_law_error"),
@@ -77,11 +77,12 @@ class CurveFit:
     def to_dict(self) -> dict:
         forms = {}
         for name, fit in self.fits.items():
-            forms[name] = fit_to_dict(fit) | {"extrapolation_error": _number(self.extrapolation_error.get(name))}
+            forms[name] = fit_to_dict(fit) | {"extrapolation_error": json_number(self.extrapolation_error.get(name))}
         return {
             "model": self.model, "dataset": self.dataset, "strategy": self.strategy, "curve": self.curve,
             "aggregator": self.aggregator, "budget": self.budget, "x_name": X_NAMES[self.curve],
-            "points": {"x": [_number(v) for v in self.points.x], "y": [_number(v) for v in self.points.accuracy],
+            "points": {"x": [json_number(v) for v in self.points.x],
+                       "y": [json_number(v) for v in self.points.accuracy],
                        "budget": [int(v) for v in self.points.budget], "n": [int(v) for v in self.points.n]},
             "status": "fitted" if self.selection else "not fitted",
             "notes": self.notes,
@@ -147,10 +148,10 @@ def analyze(store: Store | Path | str, sweep_id: str, aggregator: str = "maj@k",
 
     records = [c.to_dict() for c in curves]
     fits_path = sweep_dir / "fits.json"
-    _atomic_write_text(fits_path, json.dumps({
+    _write_text(fits_path, json.dumps({
         "sweep_id": sweep_id, "aggregator": aggregator, "criterion": criterion,
         "curves": records,
-        "frontier": [{k: _number(v) if isinstance(v, float) else v for k, v in row.items()}
+        "frontier": [{k: json_number(v) if isinstance(v, float) else v for k, v in row.items()}
                      for row in frontier.to_dict(orient="records")],
     }, indent=1, allow_nan=False))
     plots = store.plots_dir(sweep_id)
@@ -158,9 +159,25 @@ def analyze(store: Store | Path | str, sweep_id: str, aggregator: str = "maj@k",
                   *plot_coverage(cells, records, plots / "coverage"),
                   *plot_frontier(cells, plots / "frontier", aggregator)]
     report_path = sweep_dir / "report.md"
-    _atomic_write_text(report_path, render_report(sweep_id, cells, curves, frontier, aggregator,
-                                                  [p.relative_to(sweep_dir) for p in plot_paths]))
+    _write_text(report_path, render_report(sweep_id, cells, curves, frontier, aggregator,
+                                           [p.relative_to(sweep_dir) for p in plot_paths]))
     return AnalysisResult(sweep_id, sweep_dir, fits_path, report_path, plot_paths, curves, frontier)
+
+
+def fit_metrics(curves: list[CurveFit]) -> dict[str, float]:
+    """The chosen form's parameters of every fitted curve (`AnalysisResult.curves`), as MLflow metric
+    names and values: `fit_<model>_<curve>[_B<budget>]_<form>_<param>`, characters MLflow refuses
+    replaced by "_"; NaN and infinite parameters are left out."""
+    metrics = {}
+    for c in curves:
+        if not c.selection:
+            continue
+        where = "" if c.budget is None else f"_B{c.budget}"
+        prefix = re.sub(r"[^0-9A-Za-z_\-.]", "_", f"fit_{c.model}_{c.curve}{where}_{c.chosen}")
+        for name, value in c.fits[c.chosen].params.items():
+            if math.isfinite(value):
+                metrics[f"{prefix}_{name}"] = float(value)
+    return metrics
 
 
 # --- curves and fits ------------------------------------------------------------------------------
@@ -235,7 +252,7 @@ def _read_samples(store: Store, sweep_id: str) -> tuple[pd.DataFrame | None, str
         return None, f"samples unreadable ({e})"
     if df.empty:
         return None, "no samples in the sweep's manifest"
-    df["vote"] = [vote_key(r) for r in df.itertuples()]
+    add_votes(df)
     return df, ""
 
 
@@ -249,12 +266,8 @@ def per_problem_values(samples: pd.DataFrame, curve: CurveFit) -> pd.DataFrame:
         values = {}
         for problem, g in rows[rows.budget == point.budget].groupby("problem_id", sort=True):
             k = int(point.n)
-            if len(g) < k:
-                continue
-            if curve.aggregator == "pass@k":
-                values[problem] = pass_at_k(len(g), int(g.correct.sum()), k)
-            else:
-                values[problem] = maj_at_k(list(g.vote), CORRECT_VOTE, k)
+            if len(g) >= k:
+                values[problem] = problem_estimate(g, curve.aggregator, k)
         columns[i] = pd.Series(values, dtype=float)
     return pd.DataFrame(columns).dropna()  # problems missing at some point are left out of the bootstrap
 
@@ -411,15 +424,5 @@ def _tokens(value) -> str:
     return "n/a" if value is None or not math.isfinite(float(value)) else f"{float(value):,.0f}"
 
 
-def _number(value) -> float | None:
-    # JSON has no NaN or infinity; None says "not determined".
-    return float(value) if value is not None and math.isfinite(float(value)) else None
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

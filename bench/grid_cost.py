@@ -68,14 +68,15 @@ def cell_by_cell(engine, problems, budgets, ns, seed):
     """Every (B, N) as its own request: n=N samples thinking up to B, then each sample's answer."""
     from vllm import SamplingParams
 
+    from analysis.estimators import maj_at_k
     from orchestrator.budget import split_thinking
     from orchestrator.plan import derive_seed
 
     m, results, decoded = engine.model, {}, 0
+    prompts = [engine.prompt_ids(p.problem) for p in problems]
     for budget in budgets:
         for n in ns:
             correct, votes = [], []
-            prompts = [engine.prompt_ids(p.problem) for p in problems]
             if budget > 0:
                 outs = engine.llm.generate(
                     [{"prompt_token_ids": p} for p in prompts],
@@ -100,14 +101,8 @@ def cell_by_cell(engine, problems, budgets, ns, seed):
                 graded = [engine.grader.grade(a.outputs[0].text, p.answer) for a in answers[pi * n:(pi + 1) * n]]
                 decoded += sum(len(a.outputs[0].token_ids) for a in answers[pi * n:(pi + 1) * n])
                 correct.append(float(any(ok for _, ok in graded)))
-                tally = {}
-                for extracted, ok in graded:
-                    if extracted is not None:
-                        key = "ok" if ok else extracted
-                        tally[key] = tally.get(key, 0) + 1
-                top = max(tally.values(), default=0)
-                tied = [k for k, v in tally.items() if v == top]
-                votes.append(("ok" in tied) / len(tied) if tally else 0.0)
+                # The vote over all n answers: maj@k with k = n has a single subset.
+                votes.append(maj_at_k([None if e is None else ("ok" if ok else e) for e, ok in graded], "ok", n))
             results[(budget, n, "pass@k")] = np.array(correct)
             results[(budget, n, "maj@k")] = np.array(votes)
     return results, decoded

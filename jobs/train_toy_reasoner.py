@@ -96,13 +96,8 @@ def answer_text(answer: str) -> str:
     return f"{BOXED}{answer}}}"
 
 
-def prompt_text(problem: str) -> str:
-    """The prompt the chat template renders with add_generation_prompt=True."""
-    return f"{BOS}{problem}{THINK_START}"
-
-
 def prompt_ids(problem: str) -> list[int]:
-    """Token ids of prompt_text(problem)."""
+    """Token ids of the prompt the chat template renders (add_generation_prompt=True): BOS, the problem, <think>."""
     return [VOCAB.index(BOS)] + encode(problem + THINK_START)
 
 

@@ -130,51 +130,48 @@ def cmd_show(sweep_id: str | None, overrides: list[str], ci: bool, out: Console)
         for sid in store.sweep_ids():
             out.print(sid)
         return 0
-    if not store.cells_path(sweep_id).is_file():
-        raise ConfigError(f"SWEEP_ID={sweep_id!r}: no finished sweep with that id under {store.root / 'sweeps'}")
+    _require_finished(store, sweep_id)
     for table in cells_tables(store.read_cells(sweep_id), ci=ci):
         out.print(table)
     return 0
 
 
-def fit_metrics(fits_path) -> dict[str, float]:
-    """The chosen form's parameters of every fitted curve, as MLflow metric names and values."""
-    import json
-    import re
+def _require_finished(store, sweep_id: str) -> None:
+    if not store.cells_path(sweep_id).is_file():
+        raise ConfigError(f"SWEEP_ID={sweep_id!r}: no finished sweep with that id under {store.root / 'sweeps'}")
 
-    metrics = {}
-    for curve in json.loads(fits_path.read_text(encoding="utf-8")).get("curves", []):
-        form = curve.get("chosen")
-        if curve.get("status") != "fitted" or not form:
-            continue
-        where = "" if curve.get("budget") is None else f"_B{curve['budget']}"
-        prefix = re.sub(r"[^0-9A-Za-z_\-.]", "_", f"fit_{curve['model']}_{curve['curve']}{where}_{form}")
-        for name, value in curve["forms"][form]["params"].items():
-            if value is not None:
-                metrics[f"{prefix}_{name}"] = float(value)
-    return metrics
+
+def _store_of(overrides: list[str]):
+    """The store the `store.*` overrides name; the other overrides apply to the saved sweep's config."""
+    from orchestrator.store import Store
+
+    return Store(compose([o for o in overrides if o.startswith("store.")]).store.path)
+
+
+def _saved_config(sweep_dir, overrides: list[str]):
+    """The config a sweep ran with, as saved in its directory, with `overrides` on top."""
+    from omegaconf import OmegaConf
+
+    from orchestrator.config import from_dict
+
+    saved = OmegaConf.merge(OmegaConf.load(sweep_dir / "config.yaml"), OmegaConf.from_dotlist(overrides))
+    return from_dict(OmegaConf.to_container(saved, resolve=True))
 
 
 def cmd_analyze(sweep_id: str, overrides: list[str], out: Console) -> int:
     """Fit the sweep's scaling curves; write fits.json, report.md and plots; attach them to its MLflow run."""
-    from omegaconf import OmegaConf
-
-    from analysis.report import analyze
-    from orchestrator.config import from_dict
-    from orchestrator.store import Store
+    from analysis.report import analyze, fit_metrics
     from orchestrator.tracking import log_to_sweep
 
-    store = Store(compose([o for o in overrides if o.startswith("store.")]).store.path)
+    store = _store_of(overrides)
     sweep_dir = store.sweep_dir(sweep_id)
-    if not store.cells_path(sweep_id).is_file():
-        raise ConfigError(f"SWEEP_ID={sweep_id!r}: no finished sweep with that id under {store.root / 'sweeps'}")
+    _require_finished(store, sweep_id)
     with out.status(f"fitting the curves of {sweep_id}"):
         result = analyze(store, sweep_id)
-    saved = OmegaConf.merge(OmegaConf.load(sweep_dir / "config.yaml"), OmegaConf.from_dotlist(overrides))
-    cfg = from_dict(OmegaConf.to_container(saved, resolve=True))
+    cfg = _saved_config(sweep_dir, overrides)
     failure = cfg.tracking.enabled and log_to_sweep(
         cfg, sweep_id, sweep_dir, [(p, None if p.parent == sweep_dir else "plots") for p in result.paths],
-        fit_metrics(result.fits_path))
+        fit_metrics(result.curves))
     out.print(f"fits:   {result.fits_path}\nreport: {result.report_path}")
     for path in result.plot_paths:
         out.print(f"plot:   {path}")
@@ -185,18 +182,13 @@ def cmd_analyze(sweep_id: str, overrides: list[str], out: Console) -> int:
 
 def cmd_sync(sweep_id: str, overrides: list[str], out: Console) -> int:
     """Replay what a sweep could not log to MLflow; safe to run again."""
-    from omegaconf import OmegaConf
-
-    from orchestrator.config import from_dict
-    from orchestrator.store import Store
     from orchestrator.tracking import Tracker
 
-    root = compose([o for o in overrides if o.startswith("store.")]).store.path
-    sweep_dir = Store(root).sweep_dir(sweep_id)
+    store = _store_of(overrides)
+    sweep_dir = store.sweep_dir(sweep_id)
     if not (sweep_dir / "config.yaml").is_file():
-        raise ConfigError(f"SWEEP_ID={sweep_id!r}: no sweep with that id under {root / 'sweeps'}")
-    saved = OmegaConf.merge(OmegaConf.load(sweep_dir / "config.yaml"), OmegaConf.from_dotlist(overrides))
-    cfg = from_dict(OmegaConf.to_container(saved, resolve=True))
+        raise ConfigError(f"SWEEP_ID={sweep_id!r}: no sweep with that id under {store.root / 'sweeps'}")
+    cfg = _saved_config(sweep_dir, overrides)
     tracker = Tracker(cfg, sweep_id, sweep_dir)
     if not tracker.needs_sync:
         out.print(f"sweep {sweep_id}: nothing to sync")

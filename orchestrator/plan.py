@@ -37,6 +37,11 @@ class Unit:
     def rows(self) -> int:
         return self.samples * len(self.budgets)
 
+    @property
+    def max_decode_tokens(self) -> int:
+        """Tokens the unit may generate: its samples think up to the largest budget, then answer per budget."""
+        return self.samples * (self.budgets[-1] + len(self.budgets) * self.model.answer_max_tokens)
+
 
 def derive_seed(*parts: object) -> int:
     """A 63-bit seed from (sweep seed, problem id, sample index, ...): stable across runs and machines."""
@@ -136,8 +141,7 @@ def estimate_size(cfg: Config, units: list[Unit]) -> dict[str, float]:
     bound on decode tokens (every sample thinks to the largest budget and every budget forces an
     answer) converted to GPU-hours with model.est_tokens_per_s per replica of tensor_parallel_size GPUs."""
     samples = sum(u.samples for u in units)
-    per_sample = cfg.sweep.max_budget + len(cfg.sweep.budgets) * cfg.model.answer_max_tokens
-    tokens = samples * per_sample
+    tokens = sum(u.max_decode_tokens for u in units)
     gpu_hours = tokens / cfg.model.est_tokens_per_s / 3600 * cfg.model.tensor_parallel_size
     return {"units": len(units), "problems": sum(len(u.problems) for u in units), "samples": samples,
             "rows": sum(u.rows for u in units), "max_decode_tokens": tokens, "gpu_hours": gpu_hours}

@@ -294,17 +294,12 @@ def _cause(err: BaseException) -> str:
 
 # --- dispatching -----------------------------------------------------------------------------
 
-def expected_work(unit: Unit) -> int:
-    """Tokens a unit may generate: its samples think up to the largest budget, then answer per budget."""
-    return unit.samples * (unit.budgets[-1] + len(unit.budgets) * unit.model.answer_max_tokens)
-
-
 class _ModelRun:
     """One model's units and replicas."""
 
     def __init__(self, model: ModelConfig, units: list[Unit]) -> None:
         self.model = model
-        self.queue = deque(sorted(units, key=expected_work, reverse=True))  # longest first (stable)
+        self.queue = deque(sorted(units, key=lambda u: u.max_decode_tokens, reverse=True))  # longest first (stable)
         self.replicas: list[Replica] = []
         self.ready = 0
         self.in_flight = 0
@@ -519,8 +514,3 @@ def check_placement(models: Sequence[ModelConfig], cluster: ClusterConfig) -> No
     the cluster Ray is connected to; starts nothing. For a driver that checks before writing anything."""
     probe = [(m, [Unit(f"probe-{i}", m, "", (), (0,), 1, 0, "cap")]) for i, m in enumerate(models)]
     _Dispatcher(probe, cluster, lambda *a: None, RayBackend()).plan()
-
-
-def run_model(model: ModelConfig, units: Sequence[Unit], cluster: ClusterConfig, on_result: OnResult) -> Outcome:
-    """One model's units: `run_models([(model, units)], ...)`."""
-    return run_models([(model, units)], cluster, on_result)

@@ -25,7 +25,9 @@ import pyarrow.parquet as pq
 from orchestrator.schema import CELL_SCHEMA, SAMPLE_SCHEMA
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Create `path` whole or not at all: `write(tmp)` writes a temporary file beside it, which is then
+    renamed to `path` (creating its directory if needed); the temporary file never outlives the call."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -55,7 +57,7 @@ class Store:
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         table = table.cast(SAMPLE_SCHEMA)
         path = self.unit_path(model, dataset, key)
-        _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
         return path
 
     def read_units(self, paths: Iterable[Path]) -> pa.Table:
@@ -69,7 +71,7 @@ class Store:
     def create_sweep(self, sweep_id: str, config_yaml: str) -> Path:
         d = self.sweep_dir(sweep_id)
         d.mkdir(parents=True, exist_ok=False)
-        _atomic_write(d / "config.yaml", lambda tmp: tmp.write_text(config_yaml, encoding="utf-8"))
+        atomic_write(d / "config.yaml", lambda tmp: tmp.write_text(config_yaml, encoding="utf-8"))
         return d
 
     def record_unit(self, sweep_id: str, entry: dict) -> None:
@@ -94,7 +96,7 @@ class Store:
 
     def write_cells(self, sweep_id: str, cells: pa.Table) -> Path:
         path = self.cells_path(sweep_id)
-        _atomic_write(path, lambda tmp: pq.write_table(cells.cast(CELL_SCHEMA), tmp))
+        atomic_write(path, lambda tmp: pq.write_table(cells.cast(CELL_SCHEMA), tmp))
         return path
 
     def read_cells(self, sweep_id: str) -> pa.Table:

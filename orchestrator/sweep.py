@@ -27,7 +27,7 @@ from orchestrator.datasets import load_problems
 from orchestrator.errors import SweepError
 from orchestrator.plan import Unit, model_shape, plan_units
 from orchestrator.store import Store, new_sweep_id
-from orchestrator.tracking import Tracker, child_key
+from orchestrator.tracking import Tracker
 
 
 @dataclass
@@ -63,7 +63,8 @@ def run(grid: Config | Sequence[Config], console: Console | None = None) -> Swee
     console = console or Console(stderr=True)
     for part in parts:
         check_model_path(part)
-    problems = [load_problems(part.dataset) for part in parts]
+    loaded = {dataset: load_problems(dataset) for dataset in dict.fromkeys(part.dataset for part in parts)}
+    problems = [loaded[part.dataset] for part in parts]
     units = [u for part, probs in zip(parts, problems) for u in plan_units(part, probs)]
     store = Store(cfg.store.path)
     stored = [store.has_unit(u.model.name, u.dataset, u.key) for u in units]
@@ -121,7 +122,7 @@ def _run_started(parts: list[Config], problems: list[list], units, cached, todo,
         simulated = {p.model.name for p in parts if p.model.engine == "sim"}
         if simulated:  # simulated rows carry lengths and timings, never accuracy
             samples = samples.filter(pc.invert(pc.is_in(samples.column("model"), value_set=pa.array(sorted(simulated)))))
-        shapes = {p.model.name: model_shape(p.model) for p in parts}
+        shapes = {model.name: model_shape(model) for model in models}
         cells = compute_cells(samples, cfg.sweep.n, shapes)
         cells_path = store.write_cells(sweep_id, cells)
         plot_path = None
@@ -135,8 +136,7 @@ def _run_started(parts: list[Config], problems: list[list], units, cached, todo,
         ok = not failed
     finally:
         if tracker:
-            tracker.finish(ok, [child_key(sweep_id, p.model.name, p.dataset.name, b, cfg.sweep.strategy)
-                                for p in parts for b in cfg.sweep.budgets])
+            tracker.finish(ok)
     return SweepResult(sweep_id, sweep_dir, cells_path, plot_path, cells, len(todo) - len(failed), len(cached),
                        failed, tracker.uri if tracker else None, tracker.parent_id if tracker else None,
                        tracker.needs_sync if tracker else False, tracker.error if tracker else None)

@@ -78,6 +78,7 @@ class Tracker:
         self.experiment_name = cfg.sweep.name
         self.sweep_id = sweep_id
         self.pending = sweep_dir / PENDING
+        self.children: list[str] = []  # the child runs start_sweep opened, for finish to end
         self.offline = self.pending.exists()
         self.error: str | None = None
         self._experiment_id: str | None = None
@@ -194,6 +195,7 @@ class Tracker:
         for model, dataset, digest, source in pairs:
             for budget in cfg.sweep.budgets:
                 key = child_key(self.sweep_id, model, dataset, budget, strategy)
+                self.children.append(key)
                 tags = {"model": model, "dataset": dataset, "budget": str(budget), "strategy": strategy,
                         "sweep_id": self.sweep_id, "ttc.kind": "cell"}
                 self._do("run", key=key, name=f"{model}/{dataset}/B={budget}/{strategy}", tags=tags,
@@ -235,10 +237,10 @@ class Tracker:
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
         self._do("artifact", key=self.parent_key, path=str(path), artifact_dir=artifact_dir)
 
-    def finish(self, ok: bool, child_keys: list[str]) -> None:
+    def finish(self, ok: bool) -> None:
         now = int(time.time() * 1000)
         status = "FINISHED" if ok else "FAILED"
-        for key in child_keys:
+        for key in self.children:
             self._do("end", key=key, status=status, end_ms=now)
         self._do("end", key=self.parent_key, status=status, end_ms=now)
 

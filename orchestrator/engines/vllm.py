@@ -128,14 +128,14 @@ class VLLMEngine:
         latency = [0.0] * len(samples)
         if budget_max == 0:
             return thinking, latency
+        wait = self.wait_ids
+        if unit.extend_rounds and (not wait or self.tokenizer.unk_token_id in wait):  # before any generation
+            raise EngineError(f"model.extend_string={self.model.extend_string!r} does not tokenize into known "
+                              f"tokens of {self.model.path}'s tokenizer; pick a string in its vocabulary")
         outs = self._generate([prompts[pi] for pi, _, _ in samples],
                               [self._params(unit.model, seed, budget_max, True) for _, _, seed in samples])
         thinking = [split_thinking(o.outputs[0].token_ids, self.think_end_id, self.eos_id) for o in outs]
         latency = [self._latency(o) for o in outs]
-        wait = self.wait_ids
-        if unit.extend_rounds and (not wait or self.tokenizer.unk_token_id in wait):
-            raise EngineError(f"model.extend_string={self.model.extend_string!r} does not tokenize into known "
-                              f"tokens of {self.model.path}'s tokenizer; pick a string in its vocabulary")
         for round_ in range(1, unit.extend_rounds + 1):
             todo = [i for i, t in enumerate(thinking) if can_extend(t, len(wait), budget_max)]
             if not todo:
