@@ -122,7 +122,7 @@ def _run_started(parts: list[Config], problems: list[list], units, cached, todo,
         simulated = {p.model.name for p in parts if p.model.engine == "sim"}
         if simulated:  # simulated rows carry lengths and timings, never accuracy
             samples = samples.filter(pc.invert(pc.is_in(samples.column("model"), value_set=pa.array(sorted(simulated)))))
-        shapes = {model.name: model_shape(model) for model in models}
+        shapes = {name: model_shape(model) for name, model in {p.model.name: p.model for p in parts}.items()}
         cells = compute_cells(samples, cfg.sweep.n, shapes)
         cells_path = store.write_cells(sweep_id, cells)
         plot_path = None
