@@ -20,6 +20,7 @@ from orchestrator.budget import Rung, Thinking, can_extend, cap_ladder, extend, 
 from orchestrator.config import ModelConfig
 from orchestrator.grading import Grader
 from orchestrator.plan import Unit, derive_seed
+from orchestrator.prompts import prompt_ids
 from orchestrator.schema import SAMPLE_SCHEMA
 
 
@@ -72,14 +73,7 @@ class VLLMEngine:
 
     def prompt_ids(self, problem: str) -> list[int]:
         """The chat-templated prompt, ending with the think-start delimiter, as token ids."""
-        messages = [{"role": "user", "content": problem}]
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        else:
-            text = (self.tokenizer.bos_token or "") + problem + "\n"
-        if not text.rstrip().endswith(self.model.think_start):
-            text += self.model.think_start
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        return prompt_ids(self.tokenizer, self.model, problem)
 
     def _params(self, m: ModelConfig, seed: int, max_tokens: int, stop_at_think_end: bool):
         """Seeded sampling with the unit's settings (they are part of its key; the engine's are only defaults)."""

@@ -1,0 +1,25 @@
+"""Prompts as token ids: one definition shared by the engine and the driver's pre-start checks.
+
+The problem goes through the model's chat template (or BOS + problem + newline for a model
+without one) and ends with the think-start delimiter, so every sample starts thinking at
+once. Prompts go to the engine as token ids, so the template's BOS is not doubled. The
+driver tokenizes with the same function to refuse, before anything starts, a problem whose
+prompt cannot fit the model's context with the largest budget.
+"""
+
+from __future__ import annotations
+
+from orchestrator.config import ModelConfig
+
+
+def prompt_ids(tokenizer, model: ModelConfig, problem: str) -> list[int]:
+    """The chat-templated prompt of `problem`, ending with `model.think_start`, as token ids of `tokenizer`
+    (a Hugging Face tokenizer, or vLLM's wrapper of one)."""
+    messages = [{"role": "user", "content": problem}]
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    else:
+        text = (tokenizer.bos_token or "") + problem + "\n"
+    if not text.rstrip().endswith(model.think_start):
+        text += model.think_start
+    return tokenizer.encode(text, add_special_tokens=False)
