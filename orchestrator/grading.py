@@ -11,12 +11,19 @@ math-verify's LaTeX parser is used, which builds SymPy objects with a grammar an
 evaluates the text it reads (its plain-expression parser goes through SymPy's
 `parse_expr`, which calls `eval`).
 Verdicts are cached per (answer, reference): reasoning models repeat their answers.
+
+maj@k votes with classes of mathematically equal answers, by the same equality
+(`Grader.vote_classes`, once per problem over all of its answers). math-verify logs the whole
+input when a parse times out (a megabyte on one line); the child caps what it logs.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import re
+from collections.abc import Sequence
+from functools import lru_cache
 from multiprocessing.connection import Connection
 
 TIME_LIMIT_S = 5
@@ -26,6 +33,8 @@ STARTUP_LIMIT_S = 120
 # The parent's own wait for a verdict, beyond the child's three limited steps (two parses and a
 # comparison): slack for a busy machine, not time for work.
 _HANG_GRACE_S = 5
+LOG_LIMIT_CHARS = 500
+"""Longest message the child lets math-verify log (it logs the whole input of a parse that timed out)."""
 _READY = "ready"
 # Grading these once loads what SymPy, the LaTeX grammar and math-verify import only on first
 # use (fractions against decimals, tuples and symbols, a trigonometric simplification).
@@ -38,14 +47,24 @@ _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 
 
 def _last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...}, braces balanced; None if there is none or it is unclosed."""
-    starts = [m.end() for m in _BOXED.finditer(text)]
+    """Content of the last \\boxed{...} whose braces balance (an unclosed one is skipped); None if none.
+
+    Linear in the text: every brace is matched once with a stack (scanning from each box would be
+    quadratic in the number of unclosed boxes)."""
+    starts = [m.end() for m in _BOXED.finditer(text)]  # just after each box's opening brace
+    if not starts:
+        return None
+    close: dict[int, int] = {}  # position of a "{" -> position of its matching "}"
+    open_at: list[int] = []
+    for i, ch in enumerate(text):
+        if ch == "{":
+            open_at.append(i)
+        elif ch == "}" and open_at:
+            close[open_at.pop()] = i
     for start in reversed(starts):
-        depth = 1
-        for i in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            if depth == 0:
-                return text[start:i].strip()
+        end = close.get(start - 1)
+        if end is not None:
+            return text[start:end].strip()
     return None
 
 
@@ -71,16 +90,45 @@ class GraderError(RuntimeError):
     """The math-verify child could not start; the message says why."""
 
 
+class _CapLength(logging.Filter):
+    """Shortens a log record's message to `limit` characters, saying how long it was."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > self.limit:
+            record.msg, record.args = f"{message[:self.limit]}... [{len(message):,} characters in all]", None
+        return True
+
+
+def cap_math_verify_logs(limit: int = LOG_LIMIT_CHARS) -> None:
+    """Cap every message of math-verify's loggers (a filter on each: a parent's filter misses its children's)."""
+    import math_verify  # noqa: F401 - creates the module loggers
+
+    for name in [n for n in logging.root.manager.loggerDict if n == "math_verify" or n.startswith("math_verify.")]:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _CapLength) for f in logger.filters):
+            logger.addFilter(_CapLength(limit))
+
+
 def _verify_loop(conn: Connection, limit_s: int, startup_limit_s: int) -> None:
     """Child process: warm up, say ready, then answer (candidate, reference) pairs until the pipe closes."""
     from math_verify import LatexExtractionConfig, parse, verify
 
+    cap_math_verify_logs()
     latex_only = [LatexExtractionConfig(boxed_match_priority=0)]
 
+    # Vote classes compare each answer with several others: parse each distinct string once.
+    @lru_cache(maxsize=4096)
+    def parsed(answer: str, limit: int) -> tuple:
+        return tuple(parse(f"${answer}$", latex_only, parsing_timeout=limit))
+
     def equal(candidate: str, reference: str, limit: int) -> bool:
-        gold = parse(f"${reference}$", latex_only, parsing_timeout=limit)
-        pred = parse(f"${candidate}$", latex_only, parsing_timeout=limit)
-        return bool(gold) and bool(pred) and verify(gold, pred, timeout_seconds=limit)
+        gold, pred = parsed(reference, limit), parsed(candidate, limit)
+        return bool(gold) and bool(pred) and verify(list(gold), list(pred), timeout_seconds=limit)
 
     # Under the start-up limit, so that the first answers' limits are spent on the answers.
     for candidate, reference in _WARM_UP:
@@ -158,6 +206,36 @@ class Grader:
                 self._kill()
                 self._cache[key] = False
         return self._cache[key]
+
+    def vote_classes(self, answers: Sequence[str | None], reference: str) -> list[int | None]:
+        """maj@k's vote class of each of one problem's answers, by this grader's equality.
+
+        Class 0 is the answers equal to the reference: exactly those `grade` calls correct (the same
+        cached verdicts). Wrong answers form classes 1, 2, ... numbered by first appearance in the
+        order given (the engine gives (sample_idx, budget) order): an answer joins the first class
+        whose first member it equals (normalised text first, then math-verify with the first member
+        as the reference), else it opens a new class. None (no extracted answer) abstains: None.
+        Each comparison has the grader's time limit; one that times out or fails counts as not
+        equal, so the answer joins no class by that comparison and at worst forms its own class.
+        The result depends only on the answers and their order (and on no comparison timing out)."""
+        classes: list[int | None] = []
+        firsts: list[str] = []  # first member of wrong class 1, 2, ...
+        by_text: dict[str, int] = {}  # normalised text of a wrong answer -> its class
+        for answer in answers:
+            if answer is None:
+                classes.append(None)
+            elif self.equivalent(answer, reference):
+                classes.append(0)
+            else:
+                text = _normalise(answer)
+                if text not in by_text:
+                    found = next((c for c, first in enumerate(firsts, 1) if self.equivalent(answer, first)), None)
+                    if found is None:
+                        firsts.append(answer)
+                        found = len(firsts)
+                    by_text[text] = found
+                classes.append(by_text[text])
+        return classes
 
     def grade(self, text: str, reference: str) -> tuple[str | None, bool]:
         """(extracted answer or None, whether it is correct)."""

@@ -39,8 +39,9 @@ class Unit:
 
     @property
     def max_decode_tokens(self) -> int:
-        """Tokens the unit may generate: its samples think up to the largest budget, then answer per budget."""
-        return self.samples * (self.budgets[-1] + len(self.budgets) * self.model.answer_max_tokens)
+        """Tokens the unit may generate: its samples think up to the largest budget (plus the token that shows
+        whether thinking closed there), then answer per budget."""
+        return self.samples * (self.budgets[-1] + 1 + len(self.budgets) * self.model.answer_max_tokens)
 
 
 def derive_seed(*parts: object) -> int:
@@ -97,6 +98,9 @@ def plan_units(cfg: Config, problems: list[Problem]) -> list[Unit]:
     """Chunk the problems into units of `sweep.problems_per_unit`, in dataset order."""
     sweep = cfg.sweep
     base = {
+        # The rows' format and meaning: 2 = budgets count thinking tokens, not the delimiter; vote_class
+        # and suffix_tokens columns. Bump it whenever the rows a unit produces change.
+        "rows_version": 2,
         "model": {k: v for k, v in asdict(cfg.model).items() if k not in _NOT_IN_KEY},
         "model_files": model_fingerprint(cfg.model),
         "engine_version": engine_version(cfg.model.engine),
@@ -116,8 +120,10 @@ def plan_units(cfg: Config, problems: list[Problem]) -> list[Unit]:
 
 
 def model_shape(model: ModelConfig) -> dict[str, int] | None:
-    """Parameters (from the safetensors headers, no weights read), layers and hidden size of a local
-    model, for FLOPs accounting; None for a hub id that is not on this machine."""
+    """Parameters (from the safetensors headers, no weights read), layers, hidden size, attention heads
+    and head dimension (config.json's `head_dim`, else hidden / heads) of a local model, for FLOPs
+    accounting (attention costs layers x heads x head_dim, which differs from the hidden size in many
+    models); None for a hub id that is not on this machine or a config that does not say."""
     local = model.local_path()
     if local is None or not (local / "config.json").is_file():
         return None
@@ -130,10 +136,12 @@ def model_shape(model: ModelConfig) -> dict[str, int] | None:
                 parameters += math.prod(meta["shape"])
     config = json.loads((local / "config.json").read_text())
     config = config.get("text_config", config)  # multimodal configs nest the language model's
-    layers, hidden = config.get("num_hidden_layers"), config.get("hidden_size")
-    if not (parameters and layers and hidden):
+    layers, hidden, heads = (config.get(k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads"))
+    if not (parameters and layers and hidden and heads):
         return None
-    return {"parameters": parameters, "layers": int(layers), "hidden": int(hidden)}
+    head_dim = config.get("head_dim") or int(hidden) // int(heads)
+    return {"parameters": parameters, "layers": int(layers), "hidden": int(hidden), "heads": int(heads),
+            "head_dim": int(head_dim)}
 
 
 def estimate_size(cfg: Config, units: list[Unit]) -> dict[str, float]:

@@ -21,6 +21,9 @@ SAMPLE_SCHEMA = pa.schema([
     ("strategy", pa.string()),
     ("think_tokens", pa.int32()),
     ("answer_tokens", pa.int32()),
+    # Tokens between thinking and answer that pass through the model: the forcing suffix's length
+    # when forced, 1 (the delimiter) when the model closed thinking, 0 if it ended inside thinking.
+    ("suffix_tokens", pa.int32()),
     ("prompt_tokens", pa.int32()),
     ("cached_tokens", pa.int32()),
     ("forced", pa.bool_()),
@@ -28,6 +31,9 @@ SAMPLE_SCHEMA = pa.schema([
     ("answer_text", pa.string()),
     ("extracted_answer", pa.string()),
     ("correct", pa.bool_()),
+    # maj@k's vote class among all rows of the problem: 0 = equal to the reference (exactly the rows
+    # graded correct), 1, 2, ... = classes of mathematically equal wrong answers; null = no answer.
+    ("vote_class", pa.int32()),
     ("latency_s", pa.float64()),
     ("engine", pa.string()),
     ("engine_version", pa.string()),

@@ -1,8 +1,9 @@
 """Budget forcing on the real engine: the shared ladder is exact, and extend only ever adds thinking.
 
-Exactness: a sample drawn once to B_max and cut at B (plus the forcing suffix and a short
-answer) must equal a direct run capped at B with the same seeds: the same thinking tokens
-and the same answer, at temperature 0 and at the sampling temperature.
+Exactness: a sample drawn once to B_max and read at B (its natural answer if it closed thinking
+within B tokens, else cut at B plus the forcing suffix and a short answer) must equal a direct
+run capped at B with the same seeds: the same thinking tokens, the same rung and the same
+answer, at temperature 0 and at the sampling temperature, natural and forced rungs alike.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 
 import pytest
 
-from orchestrator.budget import cap_ladder
+from orchestrator.budget import cap_ladder, split_thinking, think_max_tokens
 from orchestrator.config import compose
 from orchestrator.datasets import load_problems
 from orchestrator.plan import Unit, derive_seed
@@ -35,7 +36,9 @@ def _samples(unit: Unit):
 
 
 @pytest.mark.parametrize("temperature", [0.0, None], ids=["greedy", "sampling-temperature"])
-def test_forced_answer_equals_a_direct_capped_run(toy_engine, temperature):
+def test_every_rung_equals_a_direct_capped_run(toy_engine, temperature):
+    """Each rung (natural or forced, every budget) equals a direct run capped at its budget: one that
+    may think B tokens and close (max_tokens = B + 1, the delimiter not counted), then answers."""
     from vllm import SamplingParams
 
     engine, unit = toy_engine, _unit(temperature)
@@ -45,32 +48,43 @@ def test_forced_answer_equals_a_direct_capped_run(toy_engine, temperature):
     ladders = [cap_ladder(t, unit.budgets, engine.suffix_ids, engine.think_end_id) for t in thinking]
     requests, answers = engine.answer(unit, prompts, samples, ladders)
 
-    m, checked = unit.model, 0
+    m = unit.model
     direct_prompts, direct_params, expected = [], [], []
     for (pi, si, seed), ladder in zip(samples, ladders):
         for rung in ladder:
-            if rung.forced and rung.budget > 0:
-                direct_prompts.append({"prompt_token_ids": prompts[pi]})
-                direct_params.append(SamplingParams(temperature=m.temperature, top_p=m.top_p, top_k=m.top_k,
-                                                    seed=seed, max_tokens=rung.budget,
-                                                    stop_token_ids=[engine.think_end_id]))
-                expected.append((pi, si, seed, rung))
+            direct_prompts.append({"prompt_token_ids": prompts[pi]})
+            direct_params.append(SamplingParams(temperature=m.temperature, top_p=m.top_p, top_k=m.top_k,
+                                                seed=seed, max_tokens=think_max_tokens(rung.budget),
+                                                stop_token_ids=[engine.think_end_id]))
+            expected.append((pi, si, seed, rung))
     direct = engine.llm.generate(direct_prompts, direct_params, use_tqdm=False)
-    answer_prompts, answer_params = [], []
+    answer_prompts, answer_params, answered = [], [], []
+    forced = natural = boundary = 0
     for out, (pi, si, seed, rung) in zip(direct, expected):
-        cut = tuple(out.outputs[0].token_ids)
-        assert cut == rung.continuation[:rung.budget], "the capped run thought differently"
-        assert len(cut) == rung.think_tokens == rung.budget
-        answer_prompts.append({"prompt_token_ids": prompts[pi] + list(cut) + list(engine.suffix_ids)})
-        answer_params.append(SamplingParams(temperature=m.temperature, top_p=m.top_p, top_k=m.top_k,
-                                            seed=derive_seed(seed, "answer", rung.budget),
-                                            max_tokens=m.answer_max_tokens))
-    for out, (pi, si, seed, rung) in zip(engine.llm.generate(answer_prompts, answer_params, use_tqdm=False),
-                                         expected):
+        thought = split_thinking(out.outputs[0].token_ids, engine.think_end_id, engine.eos_id)
+        assert cap_ladder(thought, [rung.budget], engine.suffix_ids, engine.think_end_id)[0] == rung, \
+            "the capped run thought differently"
+        if rung.forced:
+            cut = thought.token_ids[:rung.budget]
+            assert cut == rung.continuation[:rung.budget]
+            assert len(cut) == rung.think_tokens == rung.budget
+            forced += rung.budget > 0
+        else:
+            natural += 1
+            boundary += rung.think_tokens == rung.budget and thought.closed
+        if rung.continuation is not None:
+            answer_prompts.append({"prompt_token_ids": prompts[pi] + list(rung.continuation)})
+            answer_params.append(SamplingParams(temperature=m.temperature, top_p=m.top_p, top_k=m.top_k,
+                                                seed=derive_seed(seed, "answer",
+                                                                 rung.budget if rung.forced else "natural"),
+                                                max_tokens=m.answer_max_tokens))
+            answered.append((pi, si, rung))
+    for out, (pi, si, rung) in zip(engine.llm.generate(answer_prompts, answer_params, use_tqdm=False), answered):
         ladder_answer = answers[requests[(pi, si, *rung.continuation)]].outputs[0]
-        assert out.outputs[0].token_ids == ladder_answer.token_ids, "the forced answer differs"
-        checked += 1
-    assert checked >= 20  # enough forced cuts to mean something
+        assert out.outputs[0].token_ids == ladder_answer.token_ids, "the answer differs"
+    print(f"direct capped runs: {forced} forced (budget > 0), {natural} natural, of which {boundary} "
+          f"boundary (exactly B thinking tokens, then closed)")
+    assert forced >= 20 and natural >= 20  # enough of each to mean something
 
 
 def test_extend_only_adds_thinking_and_puts_the_wait_string_where_the_delimiter_was(toy_engine):

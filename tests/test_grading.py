@@ -101,3 +101,53 @@ def test_a_child_that_cannot_start_is_an_error(monkeypatch, child, startup_limit
     monkeypatch.setattr(grading, "_verify_loop", child)
     with Grader(startup_limit_s=startup_limit_s) as g, pytest.raises(GraderError, match=message):
         g.equivalent("\\frac{3}{6}", "0.5")
+
+
+def _last_boxed_by_rescanning(text):
+    """The former quadratic extraction (scan forward from every box, last first): the reference."""
+    starts = [m.end() for m in grading._BOXED.finditer(text)]
+    for start in reversed(starts):
+        depth = 1
+        for i in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                return text[start:i].strip()
+    return None
+
+
+def test_last_boxed_agrees_with_rescanning_on_random_texts():
+    import random
+
+    rng = random.Random(0)
+    pieces = ["\\boxed{", "\\fbox {", "{", "}", "}", "7", "x", " ", "\\frac{1}{2}"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        assert grading._last_boxed(text) == _last_boxed_by_rescanning(text), text
+    for text, *_ in GOLDEN:
+        assert grading._last_boxed(text) == _last_boxed_by_rescanning(text), text
+
+
+def test_many_unclosed_boxes_extract_in_one_pass():
+    # 100,000 unclosed boxes: quadratic extraction would take hours; this one simply finishes.
+    unclosed = "\\boxed{" * 100_000
+    assert extract_answer("\\boxed{7} " + unclosed) == "7"  # the last box that closes
+    assert extract_answer(unclosed + " so 42") == "42"  # no box closes: the last number
+    assert extract_answer(unclosed + "}") is None  # only the innermost, empty box closes: nothing to extract
+    assert extract_answer("\\boxed{\\boxed{3}" + unclosed) == "3"
+
+
+def test_math_verify_logs_are_capped(caplog):
+    import logging
+
+    from math_verify import LatexExtractionConfig, parse
+
+    grading.cap_math_verify_logs()
+    limit = grading.LOG_LIMIT_CHARS + len("... [1,000,000 characters in all]")
+    with caplog.at_level(logging.WARNING):
+        # The real path: a parse of 400 KB overruns 1 s here and math-verify logs the input it gave up on
+        # (whether it overruns depends on the machine, so only the cap is asserted on what it logs).
+        parse("$" + "1+" * 200_000 + "1$", [LatexExtractionConfig()], parsing_timeout=1)
+        logging.getLogger("math_verify.grader").warning("x" * 10**6)  # any of its loggers
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("math_verify")]
+    assert messages and all(len(m) <= limit for m in messages)
+    assert messages[-1].endswith("[1,000,000 characters in all]")

@@ -5,8 +5,8 @@ SAMPLE_SCHEMA) but generates nothing: each sample's thinking length is drawn fro
 lognormal (a per-problem difficulty factor times a per-sample draw), capped at the largest
 budget, and the unit takes `generated tokens x seconds_per_token` of simulated time. Draws
 come from seeds derived like the real engine's (sweep seed, problem id, sample index), so a
-re-run gives identical rows. It never grades: `correct` is False and `extracted_answer`
-null on every row, so nothing it produces can pass for a model's accuracy.
+re-run gives identical rows. It never grades: `correct` is False and `extracted_answer` and
+`vote_class` null on every row, so nothing it produces can pass for a model's accuracy.
 
     ttc sweep +model.engine=sim model.name=sim model.path=sim/demo dataset=gsm8k cluster.num_gpus=8 \
         '+model.sim={think_mean_tokens: 20, seconds_per_token: 0.004}' tracking=none
@@ -153,7 +153,8 @@ class SimEngine:
         s = self.settings
         samples = self._think_lengths(unit)
         varying: dict[str, list] = {k: [] for k in ("problem_id", "sample_idx", "seed", "budget", "think_tokens",
-                                                    "prompt_tokens", "forced", "latency_s")}
+                                                    "suffix_tokens", "prompt_tokens", "forced", "latency_s")}
+        suffix_tokens = max(1, len(unit.model.forcing_suffix) // 4)  # no tokenizer: the prompt's rough estimate
         for pi, si, seed, think, ended in samples:
             problem = unit.problems[pi]
             prompt_tokens = max(1, len(problem.problem) // 4)  # no tokenizer: a rough estimate
@@ -161,7 +162,9 @@ class SimEngine:
                 natural = ended and think <= budget
                 used = think if natural else min(think, budget)
                 for key, value in (("problem_id", problem.id), ("sample_idx", si), ("seed", seed),
-                                   ("budget", budget), ("think_tokens", used), ("prompt_tokens", prompt_tokens),
+                                   ("budget", budget), ("think_tokens", used),
+                                   ("suffix_tokens", 1 if natural else suffix_tokens),  # natural: the delimiter
+                                   ("prompt_tokens", prompt_tokens),
                                    ("forced", not natural),
                                    ("latency_s", (used + s.answer_tokens) * s.seconds_per_token)):
                     varying[key].append(value)
@@ -169,7 +172,7 @@ class SimEngine:
         constant = {"unit_key": unit.key, "model": unit.model.name, "model_revision": unit.model.revision,
                     "dataset": unit.dataset, "strategy": unit.strategy, "answer_tokens": s.answer_tokens,
                     "cached_tokens": 0, "finish_reason": "stop", "answer_text": "", "extracted_answer": None,
-                    "correct": False, "engine": "sim", "engine_version": SIM_VERSION}
+                    "correct": False, "vote_class": None, "engine": "sim", "engine_version": SIM_VERSION}
         columns = varying | {k: [v] * rows for k, v in constant.items()}
         batch = pa.RecordBatch.from_arrays([pa.array(columns[f.name], f.type) for f in SAMPLE_SCHEMA],
                                            schema=SAMPLE_SCHEMA)

