@@ -7,8 +7,11 @@ Three forms, each with fixed parameter names (`FORMS` is the whole list):
                                                                                   (Brown et al. 2024, Fig. 5).
 Fitting is weighted nonlinear least squares in y (scipy's `least_squares`, bounded, from a few
 data-driven starts). Confidence intervals come from the covariance by default, or from a bootstrap
-over problems (`fit_curve_bootstrap`). `select_form` compares forms by AIC and by how well a fit on
-the lower two thirds of compute predicts the top third. `fit_to_dict` gives the JSON of a fit.
+over problems (`fit_curve_bootstrap`). `select_form` compares forms by AICc (AIC corrected for few
+points) and by how well a fit on the lower two thirds of compute predicts the top third; it never
+chooses a form with as many parameters as points (it would interpolate them), nor by AICc one for
+which AICc is undefined (points - parameters - 1 <= 0), and chooses none when no form qualifies.
+`fit_to_dict` gives the JSON of a fit.
 
     fit = fit_curve(tokens, accuracy, "logistic_log")
     fit.params["hi"], fit.ci["hi"], fit.predict([1e5])
@@ -138,10 +141,16 @@ class FitResult:
     """(min, max) of the fitted x: predictions outside it are extrapolations."""
     aic: float
     """n log(WRSS / n) + 2 p: comparable between forms fitted to the same points and sigma."""
+    aicc: float
+    """aic + 2 p (p + 1) / (n - p - 1), the small-sample correction; NaN (undefined) when n - p - 1 <= 0."""
     n_points: int
     level: float
     ci_method: str
     """"covariance" or "bootstrap"."""
+    resamples: int = 0
+    """Bootstrap resamples drawn (0 for covariance CIs)."""
+    resamples_failed: int = 0
+    """Of those, how many could not be fitted and were left out of the percentiles."""
 
     def predict(self, x) -> np.ndarray:
         """The fitted curve at `x` (any shape, x > 0)."""
@@ -231,6 +240,13 @@ def _aic(weighted_residuals: np.ndarray, n_params: int) -> float:
     return n * math.log(wrss / n) + 2 * n_params
 
 
+def aicc(aic: float, n_points: int, n_params: int) -> float:
+    """AIC with the small-sample correction 2 p (p + 1) / (n - p - 1); NaN when n - p - 1 <= 0, where
+    it is undefined (a form with that many parameters can all but interpolate the points)."""
+    spare = n_points - n_params - 1
+    return aic + 2 * n_params * (n_params + 1) / spare if spare > 0 else math.nan
+
+
 def fit_curve(x, y, form: str, sigma=None, absolute_sigma: bool = False, level: float = 0.95) -> FitResult:
     """Fit `form` (a key of FORMS) to points (x, y) by least squares weighted by 1 / sigma.
 
@@ -247,12 +263,15 @@ def fit_curve(x, y, form: str, sigma=None, absolute_sigma: bool = False, level: 
 
 
 def _result(fit: optimize.OptimizeResult, form: Form, x: np.ndarray, y: np.ndarray, level: float,
-            ci: dict[str, tuple[float, float]], ci_method: str = "covariance") -> FitResult:
+            ci: dict[str, tuple[float, float]], ci_method: str = "covariance", resamples: int = 0,
+            resamples_failed: int = 0) -> FitResult:
     residuals = y - form.curve(x, fit.x)
     residuals.setflags(write=False)
+    aic = _aic(fit.fun, len(fit.x))
     return FitResult(form=form.name, params={p: float(v) for p, v in zip(form.params, fit.x)}, ci=ci,
                      residuals=residuals, x_range=(float(x.min()), float(x.max())),
-                     aic=_aic(fit.fun, len(fit.x)), n_points=len(x), level=level, ci_method=ci_method)
+                     aic=aic, aicc=aicc(aic, len(x), len(fit.x)), n_points=len(x), level=level,
+                     ci_method=ci_method, resamples=resamples, resamples_failed=resamples_failed)
 
 
 def fit_curve_bootstrap(x, per_problem_y, form: str, sigma=None, resamples: int = 200, seed: int = 0,
@@ -262,7 +281,7 @@ def fit_curve_bootstrap(x, per_problem_y, form: str, sigma=None, resamples: int 
 
     Resampling problems (not points) keeps each problem's values at every x together: the points
     of one curve share their problems, so their errors are correlated and a per-point CI would be
-    too narrow.
+    too narrow. Resamples that cannot be fitted are left out and counted (`resamples_failed`).
     """
     per_problem = np.asarray(per_problem_y, dtype=float)
     x = np.asarray(x, dtype=float)
@@ -276,7 +295,7 @@ def fit_curve_bootstrap(x, per_problem_y, form: str, sigma=None, resamples: int 
     point = _least_squares(x, y, shape, sigma, shape.starts(x, y))
     rng = np.random.default_rng(seed)
     problems = len(per_problem)
-    thetas = []
+    thetas, failed = [], 0
     for _ in range(resamples):
         y_boot = per_problem[rng.integers(0, problems, size=problems)].mean(axis=0)
         # Warm start from the full-data fit: the resampled curves are close to it, and one start
@@ -284,13 +303,14 @@ def fit_curve_bootstrap(x, per_problem_y, form: str, sigma=None, resamples: int 
         try:
             thetas.append(_least_squares(x, y_boot, shape, sigma, [point.x]).x)
         except RuntimeError:
-            continue  # a resample that cannot be fitted carries no interval information
+            failed += 1  # reported: many failures make the percentiles of the rest unreliable
     if not thetas:
         raise RuntimeError(f"{form}: no bootstrap resample could be fitted")
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(np.array(thetas), [tail, 100 - tail], axis=0)
     ci = {name: (float(lo), float(hi)) for name, lo, hi in zip(shape.params, low, high)}
-    return _result(point, shape, x, y, level, ci, ci_method="bootstrap")
+    return _result(point, shape, x, y, level, ci, ci_method="bootstrap", resamples=resamples,
+                   resamples_failed=failed)
 
 
 @dataclass(frozen=True)
@@ -299,6 +319,8 @@ class FormReport:
 
     aic: float
     """AIC of the fit to all points (lower is better)."""
+    aicc: float
+    """AICc of the fit to all points (lower is better); NaN where undefined (points - parameters - 1 <= 0)."""
     extrapolation_error: float
     """Mean absolute error on the top third of x of a fit to the lower two thirds; NaN if that
     fit has fewer points than parameters or does not converge."""
@@ -306,16 +328,23 @@ class FormReport:
     """The fit to all points."""
 
 
+CRITERIA = ("aicc", "extrapolation")
+"""How `select_form` chooses: the lowest AICc, or the lowest held-out extrapolation error."""
+
+
 @dataclass(frozen=True)
 class FormSelection:
-    """The forms compared and the chosen one."""
+    """The forms compared and the chosen one (None when no form can be chosen honestly)."""
 
-    chosen: str
+    chosen: str | None
     criterion: str
     reports: dict[str, FormReport]
-    by_aic: str
+    by_aicc: str | None
+    """None when AICc is undefined for every form."""
     by_extrapolation: str | None
-    """None when no form could be fitted on the lower two thirds."""
+    """None when no form with fewer parameters than points could be fitted on the lower two thirds."""
+    reason: str
+    """Why `chosen` was chosen, or why no form was."""
 
 
 def split_for_extrapolation(x) -> tuple[np.ndarray, np.ndarray]:
@@ -331,14 +360,17 @@ def split_for_extrapolation(x) -> tuple[np.ndarray, np.ndarray]:
 
 
 def select_form(x, y, forms: Sequence[str] = tuple(FORMS), sigma=None,
-                criterion: str = "aic") -> FormSelection:
-    """Compare `forms` on (x, y) by AIC and by extrapolation to the top third of x; choose one.
+                criterion: str = "aicc") -> FormSelection:
+    """Compare `forms` on (x, y) by AICc and by extrapolation to the top third of x; choose one or none.
 
-    criterion "aic" chooses the lowest AIC; "extrapolation" the lowest held-out error (forms
-    that could not be fitted on the lower two thirds are never chosen by it).
+    criterion "aicc" chooses the lowest AICc among the forms for which it is defined (points -
+    parameters - 1 > 0); "extrapolation" the lowest held-out error among the forms with fewer
+    parameters than points that could be fitted on the lower two thirds. A form with as many
+    parameters as points is fitted and reported but never chosen: it interpolates. When no form
+    qualifies, `chosen` is None and `reason` says why: no choice rather than a dishonest one.
     """
-    if criterion not in ("aic", "extrapolation"):
-        raise ValueError(f"criterion: unknown {criterion!r}; allowed: aic, extrapolation")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion: unknown {criterion!r}; allowed: {', '.join(CRITERIA)}")
     if not forms:
         raise ValueError("forms: give at least one form")
     x_all, y_all, sigma_all = _check_inputs(x, y, forms[0], sigma)
@@ -354,13 +386,26 @@ def select_form(x, y, forms: Sequence[str] = tuple(FORMS), sigma=None,
                 error = float(np.mean(np.abs(part.predict(x_all[held]) - y_all[held])))
             except RuntimeError:
                 pass  # reported as NaN: this form cannot be fitted on the lower two thirds
-        reports[form] = FormReport(aic=full.aic, extrapolation_error=error, fit=full)
-    by_aic = min(reports, key=lambda f: reports[f].aic)
-    finite = [f for f in reports if math.isfinite(reports[f].extrapolation_error)]
-    by_extrapolation = min(finite, key=lambda f: reports[f].extrapolation_error) if finite else None
-    chosen = by_aic if criterion == "aic" or by_extrapolation is None else by_extrapolation
-    return FormSelection(chosen=chosen, criterion=criterion, reports=reports, by_aic=by_aic,
-                         by_extrapolation=by_extrapolation)
+        reports[form] = FormReport(aic=full.aic, aicc=full.aicc, extrapolation_error=error, fit=full)
+    n = len(x_all)
+    by_aicc_ok = [f for f in reports if math.isfinite(reports[f].aicc)]
+    by_aicc = min(by_aicc_ok, key=lambda f: reports[f].aicc) if by_aicc_ok else None
+    by_extrapolation_ok = [f for f in reports if len(FORMS[f].params) < n
+                           and math.isfinite(reports[f].extrapolation_error)]
+    by_extrapolation = (min(by_extrapolation_ok, key=lambda f: reports[f].extrapolation_error)
+                        if by_extrapolation_ok else None)
+    chosen = by_aicc if criterion == "aicc" else by_extrapolation
+    if chosen is not None:
+        reason = (f"lowest AICc of {len(by_aicc_ok)} form(s) with AICc defined" if criterion == "aicc" else
+                  f"lowest held-out error of {len(by_extrapolation_ok)} form(s) fitted on the lower two thirds")
+    elif criterion == "aicc":
+        reason = (f"no form can be chosen by AICc with {n} points: it is undefined when points - parameters - 1 "
+                  "<= 0 (" + ", ".join(f"{f} has {len(FORMS[f].params)} parameters" for f in reports) + ")")
+    else:
+        reason = (f"no form can be chosen by extrapolation with {n} points: none with fewer parameters than points "
+                  "could be fitted on the lower two thirds")
+    return FormSelection(chosen=chosen, criterion=criterion, reports=reports, by_aicc=by_aicc,
+                         by_extrapolation=by_extrapolation, reason=reason)
 
 
 def json_number(value: float | None) -> float | None:
@@ -379,6 +424,9 @@ def fit_to_dict(result: FitResult) -> dict:
         "level": result.level,
         "x_range": [result.x_range[0], result.x_range[1]],
         "aic": json_number(result.aic),
+        "aicc": json_number(result.aicc),
         "n_points": result.n_points,
+        "bootstrap": ({"resamples": result.resamples, "failed": result.resamples_failed}
+                      if result.ci_method == "bootstrap" else None),
         "residuals": [json_number(r) for r in result.residuals],
     }

@@ -2,7 +2,8 @@
 
 Reads the sweep's cells (and its samples, for confidence intervals from a bootstrap over
 problems) from the store and writes into the sweep directory:
-    fits.json    every curve's points, each form's fit (fit_to_dict), the chosen form and why
+    fits.json    every curve's points, each form's fit (fit_to_dict), the chosen form and why (or why
+                 none could be chosen honestly), bootstrap resamples that could not be fitted
     plots/       o1.{png,svg}, coverage.{png,svg}, frontier.{png,svg} (analysis.plots)
     report.md    cells at key points, fitted parameters with CIs, model selection, extrapolation
                  error, the best (B, N) split at a few compute levels
@@ -12,7 +13,10 @@ The curves of each (model, dataset, strategy):
     parallel  maj@k against tokens per problem, across N, at each budget   logistic_log, power_law_error
     coverage  pass@k against k, at each budget                             exp_power_law
 A curve that cannot be fitted (too few points, constant accuracy, no finite compute) is
-recorded with the reason instead of raising.
+recorded with the reason instead of raising. Forms are chosen by AICc (default) or by held-out
+extrapolation error (`criterion`); a curve whose points allow no honest choice (e.g. AICc undefined
+for every form: 4 points and forms of 3 and 4 parameters) keeps its fits but has no chosen form,
+and the plots draw no fitted line for it.
 
     from analysis.report import analyze
     result = analyze("./ttc-results", "20261129-204512-3fa2c1")
@@ -31,8 +35,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.cells import add_votes, problem_estimate
-from analysis.fit import (FORMS, FitResult, FormSelection, fit_curve, fit_curve_bootstrap, fit_to_dict, json_number,
-                          select_form)
+from analysis.fit import (CRITERIA, FORMS, FitResult, FormSelection, fit_curve, fit_curve_bootstrap, fit_to_dict,
+                          json_number, select_form)
 from analysis.plots import iso_compute_frontier, plot_coverage, plot_frontier, plot_o1
 from orchestrator.schema import AGGREGATORS
 from orchestrator.store import Store, atomic_write
@@ -84,11 +88,12 @@ class CurveFit:
             "points": {"x": [json_number(v) for v in self.points.x],
                        "y": [json_number(v) for v in self.points.accuracy],
                        "budget": [int(v) for v in self.points.budget], "n": [int(v) for v in self.points.n]},
-            "status": "fitted" if self.selection else "not fitted",
+            "status": "fitted" if self.chosen else "no form chosen" if self.selection else "not fitted",
             "notes": self.notes,
             "chosen": self.chosen,
             "criterion": self.selection.criterion if self.selection else None,
-            "by_aic": self.selection.by_aic if self.selection else None,
+            "reason": self.selection.reason if self.selection else None,
+            "by_aicc": self.selection.by_aicc if self.selection else None,
             "by_extrapolation": self.selection.by_extrapolation if self.selection else None,
             "forms": forms,
             "errors": self.errors,
@@ -113,9 +118,12 @@ class AnalysisResult:
         return [self.fits_path, self.report_path, *self.plot_paths]
 
 
-def analyze(store: Store | Path | str, sweep_id: str, aggregator: str = "maj@k", criterion: str = "aic",
+def analyze(store: Store | Path | str, sweep_id: str, aggregator: str = "maj@k", criterion: str = "aicc",
             bootstrap: bool = True, resamples: int = 200, seed: int = 0) -> AnalysisResult:
     """Fit, plot and report the sweep `sweep_id` of `store` (a Store or its root directory).
+
+    `criterion`: how a curve's form is chosen, "aicc" (the lowest AICc) or "extrapolation" (the
+    lowest error on the top third of compute of a fit to the rest); see `analysis.fit.select_form`.
 
     `bootstrap`: CIs of each chosen fit from `resamples` resamples of the problems (reads the
     samples); otherwise, and whenever the samples cannot give them, from the fit's covariance.
@@ -124,8 +132,8 @@ def analyze(store: Store | Path | str, sweep_id: str, aggregator: str = "maj@k",
     """
     if aggregator not in AGGREGATORS:
         raise ValueError(f"aggregator: unknown {aggregator!r}; allowed: {', '.join(AGGREGATORS)}")
-    if criterion not in ("aic", "extrapolation"):
-        raise ValueError(f"criterion: unknown {criterion!r}; allowed: aic, extrapolation")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion: unknown {criterion!r}; allowed: {', '.join(CRITERIA)}")
     store = store if isinstance(store, Store) else Store(Path(store))
     sweep_dir = store.sweep_dir(sweep_id)
     if not sweep_dir.is_dir():
@@ -142,7 +150,7 @@ def analyze(store: Store | Path | str, sweep_id: str, aggregator: str = "maj@k",
             _bootstrap_chosen(curve, samples, resamples, seed)
     elif bootstrap:
         for curve in curves:
-            if curve.selection:
+            if curve.chosen:
                 curve.notes.append(f"CIs from the covariance: {samples_note}")
     frontier = iso_compute_frontier(cells, aggregator)
 
@@ -160,7 +168,7 @@ def analyze(store: Store | Path | str, sweep_id: str, aggregator: str = "maj@k",
                   *plot_frontier(cells, plots / "frontier", aggregator)]
     report_path = sweep_dir / "report.md"
     _write_text(report_path, render_report(sweep_id, cells, curves, frontier, aggregator,
-                                           [p.relative_to(sweep_dir) for p in plot_paths]))
+                                           [p.relative_to(sweep_dir) for p in plot_paths], criterion))
     return AnalysisResult(sweep_id, sweep_dir, fits_path, report_path, plot_paths, curves, frontier)
 
 
@@ -170,7 +178,7 @@ def fit_metrics(curves: list[CurveFit]) -> dict[str, float]:
     replaced by "_"; NaN and infinite parameters are left out."""
     metrics = {}
     for c in curves:
-        if not c.selection:
+        if not c.chosen:
             continue
         where = "" if c.budget is None else f"_B{c.budget}"
         prefix = re.sub(r"[^0-9A-Za-z_\-.]", "_", f"fit_{c.model}_{c.curve}{where}_{c.chosen}")
@@ -242,6 +250,8 @@ def _fit(curve: CurveFit, criterion: str) -> CurveFit:
         return curve
     curve.fits = {f: r.fit for f, r in curve.selection.reports.items()}
     curve.extrapolation_error = {f: r.extrapolation_error for f, r in curve.selection.reports.items()}
+    if not curve.chosen:
+        curve.notes.append(curve.selection.reason)
     return curve
 
 
@@ -274,7 +284,7 @@ def per_problem_values(samples: pd.DataFrame, curve: CurveFit) -> pd.DataFrame:
 
 def _bootstrap_chosen(curve: CurveFit, samples: pd.DataFrame, resamples: int, seed: int) -> None:
     """Replace the chosen fit's CIs with percentile CIs from a bootstrap over problems."""
-    if not curve.selection:
+    if not curve.chosen:
         return
     chosen = curve.chosen
     per_problem = per_problem_values(samples, curve)
@@ -283,16 +293,21 @@ def _bootstrap_chosen(curve: CurveFit, samples: pd.DataFrame, resamples: int, se
         curve.notes.append("CIs from the covariance: the samples do not reproduce the cells' accuracy")
         return
     try:
-        curve.fits[chosen] = fit_curve_bootstrap(curve.points.x.to_numpy(), per_problem.to_numpy(), chosen,
-                                                 resamples=resamples, seed=seed)
+        fit = fit_curve_bootstrap(curve.points.x.to_numpy(), per_problem.to_numpy(), chosen,
+                                  resamples=resamples, seed=seed)
     except (RuntimeError, ValueError) as e:
         curve.notes.append(f"CIs from the covariance: bootstrap failed ({e})")
+        return
+    curve.fits[chosen] = fit
+    if fit.resamples_failed:
+        curve.notes.append(f"{fit.resamples_failed} of {fit.resamples} bootstrap resamples could not be fitted "
+                           "and are left out of the CIs")
 
 
 # --- the report -----------------------------------------------------------------------------------
 
 def render_report(sweep_id: str, cells: pd.DataFrame, curves: list[CurveFit], frontier: pd.DataFrame,
-                  aggregator: str, plot_paths: list[Path]) -> str:
+                  aggregator: str, plot_paths: list[Path], criterion: str = "aicc") -> str:
     """The Markdown report of an analysis."""
     lines = [f"# Test-time-compute scaling: sweep `{sweep_id}`", ""]
     if cells.empty:
@@ -300,7 +315,11 @@ def render_report(sweep_id: str, cells: pd.DataFrame, curves: list[CurveFit], fr
     lines += [f"{len(cells)} cells. Compute is generated tokens (thinking + answer) per problem; {aggregator} "
               "aggregates the N samples; intervals are 95%. Forms: "
               + "; ".join(f"`{name}`: y = {form.formula}" for name, form in FORMS.items()) + ". "
-              "Held-out error: mean absolute error on the top third of x of a fit to the lower two thirds.", ""]
+              "Held-out error: mean absolute error on the top third of x of a fit to the lower two thirds. "
+              + ("Forms are chosen by the lowest AICc (AIC + 2p(p+1)/(n-p-1)), only where it is defined "
+                 "(n - p - 1 > 0)" if criterion == "aicc" else
+                 "Forms are chosen by the lowest held-out error, only among forms with fewer parameters than points")
+              + "; where no form qualifies none is chosen and no fitted curve is drawn.", ""]
     for (model, dataset), md in cells.groupby(["model", "dataset"], sort=True):
         lines += [f"## {model} on {dataset}", ""]
         for strategy, g in md.groupby("strategy", sort=True):
@@ -345,28 +364,40 @@ def _forms_table(c: CurveFit) -> list[str]:
     """Every form fitted to `c`: parameters with CIs, AIC, held-out error, which was chosen."""
     if not c.fits:
         return []  # _selection_text says why
-    lines = ["| form | parameters [95% CI] | CIs from | AIC | held-out error | chosen |", "|" + "---|" * 6]
+    lines = ["| form | parameters [95% CI] | CIs from | AIC | AICc | held-out error | chosen |", "|" + "---|" * 7]
     for form, fit in c.fits.items():
-        lines.append(f"| {form} | {_params(fit)} | {fit.ci_method} | {_fmt(fit.aic)} | "
+        lines.append(f"| {form} | {_params(fit)} | {_ci_source(fit)} | {_fmt(fit.aic)} | {_fmt(fit.aicc)} | "
                      f"{_fmt(c.extrapolation_error.get(form))} | {'**yes**' if form == c.chosen else ''} |")
-    lines += [f"| {form} | not fitted: {why} | | | | |" for form, why in c.errors.items()]
+    lines += [f"| {form} | not fitted: {why} | | | | | |" for form, why in c.errors.items()]
     return lines
 
 
 def _budget_table(curves: list[CurveFit]) -> list[str]:
     """One row per budget: the chosen form with its parameters and held-out error, the others' scores."""
-    lines = ["| B | points | chosen form | parameters [95% CI] | held-out error | other forms (AIC, held-out error) |",
+    lines = ["| B | points | chosen form | parameters [95% CI] | held-out error | other forms (AICc, held-out error) |",
              "|" + "---|" * 6]
     for c in curves:
         if not c.fits:
             lines.append(f"| {c.budget} | {len(c.points)} | – | not fitted: {'; '.join(c.notes)} | | |")
             continue
-        fit = c.fits[c.chosen]
-        others = "; ".join(f"{f}: {_fmt(r.aic)}, {_fmt(c.extrapolation_error.get(f))}"
+        others = "; ".join(f"{f}: {_fmt(r.aicc)}, {_fmt(c.extrapolation_error.get(f))}"
                            for f, r in c.fits.items() if f != c.chosen)
-        lines.append(f"| {c.budget} | {fit.n_points} | {c.chosen} (AIC {_fmt(fit.aic)}) | {_params(fit)} | "
+        if not c.chosen:
+            lines.append(f"| {c.budget} | {len(c.points)} | none | {'; '.join(c.notes)} | | {others} |")
+            continue
+        fit = c.fits[c.chosen]
+        bootstrap = f" ({_ci_source(fit)})" if fit.resamples_failed else ""
+        lines.append(f"| {c.budget} | {fit.n_points} | {c.chosen} (AICc {_fmt(fit.aicc)}) | "
+                     f"{_params(fit)}{bootstrap} | "
                      f"{_fmt(c.extrapolation_error.get(c.chosen))} | {others or '–'} |")
     return lines
+
+
+def _ci_source(fit: FitResult) -> str:
+    """Where a fit's CIs come from; for a bootstrap, how many resamples and how many could not be fitted."""
+    if fit.ci_method != "bootstrap":
+        return fit.ci_method
+    return f"bootstrap, {fit.resamples} resamples, {fit.resamples_failed} not fitted"
 
 
 def _selection_text(c: CurveFit) -> str:
@@ -374,13 +405,17 @@ def _selection_text(c: CurveFit) -> str:
     if not c.selection:
         return f"Not fitted ({len(c.points)} points): {'; '.join(c.notes)}."
     s = c.selection
-    aics = ", ".join(f"{f} {_fmt(r.aic)}" for f, r in s.reports.items())
+    aiccs = ", ".join(f"{f} {_fmt(r.aicc)}" for f, r in s.reports.items())
     errors = ", ".join(f"{f} {_fmt(r.extrapolation_error)}" for f, r in s.reports.items())
-    agree = ("extrapolation agrees" if s.by_extrapolation == s.by_aic else
-             f"extrapolation would choose {s.by_extrapolation}" if s.by_extrapolation else
-             "no form could be fitted on the lower two thirds")
-    reason = (f"lowest AIC ({aics})" if s.criterion == "aic" else f"lowest held-out error ({errors})")
-    other = f"held-out error {errors}" if s.criterion == "aic" else f"AIC {aics}"
+    if not s.chosen:
+        return (f"**No form chosen**: {s.reason} (AICc {aiccs}; held-out error {errors}). "
+                "The fits above are shown for reference; no fitted curve is drawn.")
+    other_choice = s.by_extrapolation if s.criterion == "aicc" else s.by_aicc
+    other_name = "extrapolation" if s.criterion == "aicc" else "AICc"
+    agree = (f"{other_name} agrees" if other_choice == s.chosen else
+             f"{other_name} would choose {other_choice}" if other_choice else f"{other_name} could choose no form")
+    reason = (f"lowest AICc ({aiccs})" if s.criterion == "aicc" else f"lowest held-out error ({errors})")
+    other = f"held-out error {errors}" if s.criterion == "aicc" else f"AICc {aiccs}"
     text = f"**{s.chosen}** chosen: {reason}; {agree} ({other})."
     fit = c.fits[s.chosen]
     if "hi" in fit.params:

@@ -1,7 +1,7 @@
 """Reproduction: our cells next to the published numbers a recipe (conf/experiment/) names.
 
 For each published point (aggregator, n, budget, value, source) the table holds our
-accuracy at that cell, our 95% bootstrap interval over problems, and whether the published
+accuracy at that cell, our 95% interval over problems (`estimators.mean_ci`), and whether the published
 value falls inside it. The plot draws our curves with the published points overlaid.
 """
 

@@ -113,7 +113,7 @@ def real_run(args: argparse.Namespace) -> float:
     import pyarrow as pa
 
     from analysis.cells import compute_cells
-    from analysis.estimators import bootstrap_ci
+    from analysis.estimators import mean_ci
     from orchestrator.config import compose
     from orchestrator.datasets import load_problems
     from orchestrator.engines.vllm import VLLMEngine
@@ -140,15 +140,15 @@ def real_run(args: argparse.Namespace) -> float:
     print(f"wall time:     shared plan {shared_s:.1f} s  cell by cell {cell_s:.1f} s  ({cell_s / shared_s:.2f}x)")
     worst = max(cells.itertuples(), key=lambda c: abs(c.accuracy - direct[(c.budget, c.n, c.aggregator)].mean()))
     d = direct[(worst.budget, worst.n, worst.aggregator)]
-    low, high = bootstrap_ci(d)
+    low, high = mean_ci(d, worst.n)
     print(f"largest accuracy difference: {abs(worst.accuracy - d.mean()):.3f} at B={worst.budget} N={worst.n} "
           f"{worst.aggregator}: shared {worst.accuracy:.3f} [{worst.ci_low:.3f}, {worst.ci_high:.3f}] vs "
-          f"cell by cell {d.mean():.3f} [{low:.3f}, {high:.3f}] (95% bootstrap CIs over problems)")
+          f"cell by cell {d.mean():.3f} [{low:.3f}, {high:.3f}] (95% intervals over problems)")
     # Each way is an estimate with its own noise: compare the difference with both (95% level).
     agree = 0
     for c in cells.itertuples():
         d = direct[(c.budget, c.n, c.aggregator)]
-        low, high = bootstrap_ci(d)
+        low, high = mean_ci(d, c.n)
         se = np.hypot((c.ci_high - c.ci_low) / 3.92, (high - low) / 3.92)
         agree += abs(c.accuracy - d.mean()) <= 1.96 * se + 1e-9
     print(f"cells whose two estimates agree within their combined 95% interval: {agree}/{len(cells)}")

@@ -8,7 +8,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from analysis.estimators import bootstrap_ci, maj_at_k, pass_at_k
+from analysis.estimators import bootstrap_ci, maj_at_k, mean_ci, pass_at_k
 
 
 def brute_pass(n, c, k):
@@ -73,6 +73,23 @@ def test_bootstrap_ci_brackets_the_mean():
     values = np.random.default_rng(0).binomial(1, 0.3, size=400).astype(float)
     low, high = bootstrap_ci(values)
     assert low < values.mean() < high and high - low < 0.15
+
+
+def test_mean_ci_brackets_the_mean_and_checks_its_input():
+    values = np.random.default_rng(0).binomial(1, 0.3, size=400).astype(float)
+    low, high = mean_ci(values, 1)
+    assert low < values.mean() < high and high - low < 0.15
+    # 0/1 values: Wilson's score interval, solved here as the roots of (m - mu)^2 = q^2 mu (1 - mu) / n,
+    # with Student's quantile at 399 degrees of freedom.
+    from scipy import stats
+    m, n, q = values.mean(), len(values), stats.t.ppf(0.975, 399)
+    roots = np.roots([1 + q**2 / n, -(2 * m + q**2 / n), m**2])
+    assert (low, high) == pytest.approx(tuple(sorted(roots)), abs=1e-9)
+    assert all(np.isnan(mean_ci(np.array([]), 4)))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        mean_ci(np.array([0.5, 1.5]), 4)
+    with pytest.raises(ValueError, match="level"):
+        mean_ci(values, 4, level=95)
 
 
 def test_maj_at_k_falls_back_to_random_subsets_with_a_standard_error():

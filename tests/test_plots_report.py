@@ -26,18 +26,19 @@ from orchestrator.store import Store
 # except on the problems the model never solves (realistic: maj@k then plateaus below 1).
 TRUTH = {"lo": 0.1, "hi": 0.9, "slope": 3.0, "mid": math.log10(40)}
 PROBLEMS, UNSOLVABLE, N_MAX = 40, 5, 16
-BUDGETS = (0, 8, 28, 60, 124, 508)  # + 4 answer tokens: 4 to 512 generated tokens
+BUDGETS = (0, 4, 8, 16, 28, 44, 60, 124, 252, 508)  # + 4 answer tokens: 4 to 512 generated tokens
 NS = (1, 2, 4, 8, 16)
 ANSWER_TOKENS = 4
-SHAPES = {"toy": {"parameters": 660_000, "layers": 4, "hidden": 128}}  # "mini" has none: NaN FLOPs
+SHAPES = {"toy": {"parameters": 660_000, "layers": 4, "hidden": 128, "heads": 4, "head_dim": 32}}  # "mini": NaN FLOPs
 
 
 def _row(model, dataset, problem, sample, budget, correct, wrong):
     return {"unit_key": f"{model}-{dataset}", "model": model, "model_revision": None, "dataset": dataset,
             "problem_id": f"p{problem}", "sample_idx": sample, "seed": sample, "budget": budget, "strategy": "cap",
-            "think_tokens": budget, "answer_tokens": ANSWER_TOKENS, "prompt_tokens": 12, "cached_tokens": 0,
-            "forced": budget > 0, "finish_reason": "stop", "answer_text": "",
-            "extracted_answer": "0" if correct else wrong, "correct": correct, "latency_s": 0.01,
+            "think_tokens": budget, "answer_tokens": ANSWER_TOKENS, "suffix_tokens": 3 if budget > 0 else 1,
+            "prompt_tokens": 12, "cached_tokens": 0, "forced": budget > 0, "finish_reason": "stop", "answer_text": "",
+            "extracted_answer": "0" if correct else wrong, "correct": correct,
+            "vote_class": 0 if correct else int(wrong), "latency_s": 0.01,
             "engine": "vllm", "engine_version": "test"}
 
 
@@ -124,6 +125,12 @@ def test_degenerate_curves_are_recorded_not_raised(analyzed):
     assert "2 points" in serial["errors"]["logistic_log"] and "2 points" in serial["errors"]["power_law_error"]
     constant = _curve(fits, model="mini", curve="parallel", budget=8)
     assert constant["status"] == "not fitted" and "constant" in constant["notes"][0]
+    # 3 points (N = 1, 2, 4) for the 2-parameter exp_power_law: fitted, but AICc is undefined (3 - 2 - 1 = 0),
+    # so no form is chosen, fits.json says why, and no fitted curve is drawn.
+    unchosen = _curve(fits, model="mini", curve="coverage", budget=0)
+    assert unchosen["status"] == "no form chosen" and unchosen["chosen"] is None
+    assert "exp_power_law" in unchosen["forms"] and unchosen["forms"]["exp_power_law"]["aicc"] is None
+    assert "undefined" in unchosen["reason"] and "undefined" in unchosen["notes"][-1]
     report = result.report_path.read_text()
     assert "accuracy is constant at 1.000" in report and "n/a" in report  # NaN FLOPs of mini
 
@@ -132,8 +139,9 @@ def test_report_names_the_chosen_form_its_parameters_and_the_best_splits(analyze
     _, result = analyzed
     report = result.report_path.read_text()
     assert report.startswith("# Test-time-compute scaling: sweep `s1`")
-    for text in ("## toy on arith", "## mini on tiny", "**logistic_log** chosen", "held-out error",
-                 "hi = ", "Best split of a compute budget", "(plots/o1.png)", "| 508 |"):
+    for text in ("## toy on arith", "## mini on tiny", "**logistic_log** chosen: lowest AICc", "held-out error",
+                 "hi = ", "Best split of a compute budget", "(plots/o1.png)", "| 508 |", "| AICc |",
+                 "bootstrap, 10 resamples, ", "only where it is defined", "| 0 | 3 | none | no form can be chosen"):
         assert text in report
     frontier = result.frontier[result.frontier.model == "toy"]
     assert frontier.accuracy.is_monotonic_increasing and frontier.tokens_per_problem.is_monotonic_increasing
@@ -171,6 +179,9 @@ def test_figures_read_back_axes_titles_scales_and_fits(analyzed):
     assert any(cb.get_ylabel() == "thinking budget B (tokens)" for cb in o1.axes if not cb.get_title())
 
     coverage = [ax for ax in figure_coverage(cells, fits).axes if ax.get_title()]
+    # mini's coverage curves: one with no form chosen (3 points), one constant: no fitted curve drawn.
+    assert coverage[0].get_title() == "mini on tiny: coverage vs samples"
+    assert not any(line.get_linestyle() == ":" for line in coverage[0].get_lines())
     assert coverage[1].get_title() == "toy on arith: coverage vs samples"
     assert coverage[1].get_xlabel() == "samples per problem k (log scale)"
     assert coverage[1].get_ylabel() == "coverage: pass@k" and coverage[1].get_xscale() == "log"
@@ -218,8 +229,9 @@ def test_empty_cells_lost_samples_and_unknown_sweeps(tmp_path):
     assert "no cells" in result.report_path.read_text()
     assert all(p.is_file() for p in result.plot_paths)
 
-    # Samples deleted after the cells were computed: the fits fall back to covariance CIs.
-    write_sweep(store, "lost", [degenerate_samples()])
+    # Samples deleted after the cells were computed: the fits fall back to covariance CIs. (The toy sweep:
+    # the degenerate one has too few points for any form to be chosen.)
+    write_sweep(store, "lost", [scaling_samples(seed=1)])
     for unit in (tmp_path / "samples").rglob("*.parquet"):
         unit.unlink()
     fits = json.loads(analyze(store, "lost").fits_path.read_text())
@@ -229,6 +241,14 @@ def test_empty_cells_lost_samples_and_unknown_sweeps(tmp_path):
 
     with pytest.raises(ValueError, match="aggregator"):
         analyze(store, "empty", aggregator="best-of-n")
+    with pytest.raises(ValueError, match="criterion: unknown 'aic'; allowed: aicc, extrapolation"):
+        analyze(store, "empty", criterion="aic")
+
+    # Chosen by held-out extrapolation instead of AICc: every fitted curve says so.
+    by_extrapolation = json.loads(analyze(store, "lost", criterion="extrapolation").fits_path.read_text())
+    assert by_extrapolation["criterion"] == "extrapolation"
+    chosen = [c for c in by_extrapolation["curves"] if c["chosen"]]
+    assert chosen and all(c["criterion"] == "extrapolation" and c["chosen"] == c["by_extrapolation"] for c in chosen)
     with pytest.raises(FileNotFoundError, match="nope"):
         analyze(store, "nope")
     store.create_sweep("unfinished", "")
