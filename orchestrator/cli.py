@@ -52,28 +52,75 @@ def _accuracy(cell, ci: bool) -> str:
     return f"{cell.accuracy:.3f} [{cell.ci_low:.2f},{cell.ci_high:.2f}]" if ci else f"{cell.accuracy:.3f}"
 
 
-def cmd_sweep(overrides: list[str], out: Console) -> int:
-    return _run_and_report(compose_grid(overrides), out)[1]
+def cmd_sweep(overrides: list[str], out: Console, dry_run: bool = False) -> int:
+    """Run a sweep; with `dry_run`, only make every check made before one starts and print its size."""
+    grid = compose_grid(overrides)
+    if dry_run:
+        from orchestrator.preflight import check
+
+        checked = check(grid)
+        _print_size(checked, out)
+        out.print(f"checked: nothing started, nothing written under {checked.store.root}; run it without --dry-run",
+                  markup=False)
+        return 0
+    return _run_and_report(grid, out)[1]
+
+
+def _print_size(checked, out: Console) -> None:
+    """The size of a checked sweep: units, samples, rows, decode tokens, hours, store growth, KV cache."""
+    size, sweep = checked.size, checked.parts[0].sweep
+
+    def say(text: str) -> None:  # names and paths are text, not rich markup
+        out.print(text, markup=False)
+
+    for part, problems in zip(checked.parts, checked.problems):
+        m = part.model
+        say(f"{m.name} (tp={m.tensor_parallel_size}) on {part.dataset.name} ({len(problems)} problems): budgets "
+            f"{list(sweep.budgets)}, N {list(sweep.n)}, strategy {sweep.strategy}")
+    say(f"  {size['units']} units ({len(checked.cached)} in the store), {size['problems']} problems, "
+        f"{size['samples']:,} samples, {size['rows']:,} sample rows (at most {size['max_unit_rows']:,} in one "
+        f"unit; limits sweep.max_unit_rows={sweep.max_unit_rows:,}, sweep.max_rows={sweep.max_rows:,})")
+    rates = ", ".join(dict.fromkeys(f"{p.model.est_tokens_per_s:,.0f}" for p in checked.parts))
+    say(f"  at most {size['max_decode_tokens']:,.0f} decode tokens, about {size['gpu_hours']:,.1f} GPU-hours "
+        f"at {rates} tokens/s per replica (model.est_tokens_per_s)")
+    say(f"  store: about {size['new_store_bytes'] / 1e6:,.1f} MB of new samples under {checked.store.root} "
+        f"({size['free_bytes'] / 1e9:,.1f} GB free)")
+    for name, kv in size["kv"].items():
+        say(f"  KV cache of {name}: {kv['bytes_per_token']:,} bytes per token; model.kv_cache_gib={kv['cache_gib']:g} "
+            f"holds {kv['cache_bytes'] // kv['sequence_bytes']:,} sequences of model.max_model_len tokens")
 
 
 def _run_and_report(cfg, out: Console):
     """Run a sweep and print its tables and paths; (result, exit status)."""
+    from rich.markup import escape
+
     from orchestrator.sweep import run
+    from orchestrator.tracking import sync_command
 
     result = run(cfg)
     for table in cells_tables(result.cells):
         out.print(table)
-    out.print(f"95% bootstrap CIs: ttc show {result.sweep_id} --ci")
+    out.print(f"95% confidence intervals: ttc show {result.sweep_id} --ci")
     out.print(f"cells:  {result.cells_path}")
     if result.plot_path:
         out.print(f"plot:   {result.plot_path}")
     if result.needs_sync:
         out.print(f"[yellow]mlflow: tracking failed ({result.tracking_error}); the results are complete in the "
                   f"store. When {result.tracking_uri} is back, run:[/]")
-        out.print(f"  ttc sync {result.sweep_id}")
+        out.print(f"  {escape(sync_command(cfg if not isinstance(cfg, list) else cfg[0], result.sweep_id))}")
     elif result.tracking_uri:
         out.print(f"mlflow: {result.tracking_uri} (parent run {result.parent_run_id}); browse with `ttc ui`")
-    out.print(f"sweep:  {result.sweep_id} ({result.units_run} units run, {result.units_cached} from the store)")
+    notes = []
+    if result.units_damaged:
+        notes.append(f"{result.units_damaged} damaged unit{'s' * (result.units_damaged != 1)} set aside and "
+                     "generated again")
+    if result.units_retried or result.engines_lost:
+        notes.append(f"{result.engines_lost} engine{'s' * (result.engines_lost != 1)} lost, {result.units_retried} "
+                     f"unit{'s' * (result.units_retried != 1)} re-queued")
+    if result.completes:
+        notes.append(f"completes sweep {', '.join(result.completes)}")
+    out.print(f"sweep:  {result.sweep_id} ({result.units_run} units run, {result.units_cached} from the store)"
+              + "".join(f"; {n}" for n in notes))
     if result.failed:
         for key, why in result.failed:
             out.print(f"[red]unit {key} failed:[/] {why}")
@@ -87,21 +134,17 @@ def cmd_reproduce(recipe: str, dry_run: bool, overrides: list[str], out: Console
     """Plan (and unless --dry-run, run) a recipe, then compare it with its published numbers."""
     from analysis.reproduce import compare, plot_reproduction, to_markdown
     from orchestrator.config import group_options
-    from orchestrator.datasets import load_problems
-    from orchestrator.plan import estimate_size, plan_units
-    from orchestrator.tracking import log_to_sweep
+    from orchestrator.preflight import check
+    from orchestrator.tracking import log_to_sweep, sync_command
 
     if recipe not in group_options("experiment"):
         raise ConfigError(f"RECIPE={recipe!r} is not a recipe; allowed: {', '.join(group_options('experiment'))} "
                           "(conf/experiment/)")
     cfg = compose([f"experiment={recipe}", *overrides])
-    size = estimate_size(cfg, plan_units(cfg, load_problems(cfg.dataset)))
-    out.print(f"recipe {recipe}: model {cfg.model.name} (tp={cfg.model.tensor_parallel_size}) on {cfg.dataset.name}, "
-              f"budgets {list(cfg.sweep.budgets)}, N {list(cfg.sweep.n)}, strategy {cfg.sweep.strategy}")
-    out.print(f"  {size['units']} units, {size['problems']} problems, {size['samples']:,} samples, "
-              f"{size['rows']:,} sample rows")
-    out.print(f"  at most {size['max_decode_tokens']:,.0f} decode tokens, about {size['gpu_hours']:,.1f} GPU-hours "
-              f"at {cfg.model.est_tokens_per_s:,.0f} tokens/s per replica (model.est_tokens_per_s)")
+    # A recipe is sized on any machine (a laptop, for a GPU cluster): this machine's GPUs and memory are
+    # checked only when it runs.
+    out.print(f"recipe {recipe}:")
+    _print_size(check(cfg, placement=False), out)
     for p in cfg.published:
         out.print(f"  reproduces {p.aggregator.replace('k', str(p.n))} at B={p.budget}: {p.value} ({p.source})")
     if dry_run:
@@ -116,19 +159,27 @@ def cmd_reproduce(recipe: str, dry_run: bool, overrides: list[str], out: Console
     failure = cfg.tracking.enabled and log_to_sweep(cfg, result.sweep_id, result.sweep_dir,
                                                     [(md, None), (plot, "plots")])
     if failure:
-        out.print(f"mlflow: not logged ({failure}); run `ttc sync {result.sweep_id}` when it can be")
+        out.print(f"mlflow: not logged ({failure}); run `{sync_command(cfg, result.sweep_id)}` when it can be")
     out.print(md.read_text(encoding="utf-8"))
     out.print(f"reproduction: {md}\nplot:         {plot}")
     return status
 
 
 def cmd_show(sweep_id: str | None, overrides: list[str], ci: bool, out: Console) -> int:
+    """List the sweeps with their status, or print one finished sweep's cells. Sweeps found dead (their
+    driver gone before they finished) get their MLflow runs ended as KILLED, saying so on stderr."""
+    from rich.markup import escape
+
     from orchestrator.store import Store
+    from orchestrator.tracking import close_dead_sweeps
 
     store = Store(compose(overrides).store.path)
+    for line in close_dead_sweeps(store):
+        print(f"ttc: {line}", file=sys.stderr)
     if sweep_id is None:
         for sid in store.sweep_ids():
-            out.print(sid)
+            status = store.sweep_status(sid)
+            out.print(f"{sid}  {status.state:<8}  {escape(status.detail)}")
         return 0
     _require_finished(store, sweep_id)
     for table in cells_tables(store.read_cells(sweep_id), ci=ci):
@@ -137,8 +188,14 @@ def cmd_show(sweep_id: str | None, overrides: list[str], ci: bool, out: Console)
 
 
 def _require_finished(store, sweep_id: str) -> None:
-    if not store.cells_path(sweep_id).is_file():
-        raise ConfigError(f"SWEEP_ID={sweep_id!r}: no finished sweep with that id under {store.root / 'sweeps'}")
+    if store.cells_path(sweep_id).is_file():
+        return
+    if sweep_id in store.sweep_ids():
+        status = store.sweep_status(sweep_id)
+        again = "; re-run its command to complete it (only the missing units run)" if status.state in (
+            "dead", "stopped") else ""
+        raise ConfigError(f"SWEEP_ID={sweep_id!r}: the sweep is {status.state}, without cells ({status.detail}){again}")
+    raise ConfigError(f"SWEEP_ID={sweep_id!r}: no finished sweep with that id under {store.root / 'sweeps'}")
 
 
 def _store_of(overrides: list[str]):
@@ -151,23 +208,34 @@ def _store_of(overrides: list[str]):
 def _saved_config(sweep_dir, overrides: list[str]):
     """The config a sweep ran with, as saved in its directory, with `overrides` on top."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    from orchestrator.config import from_dict
+    from orchestrator.config import check_overrides, from_dict
+    from orchestrator.preflight import check_tracking_uri
 
-    saved = OmegaConf.merge(OmegaConf.load(sweep_dir / "config.yaml"), OmegaConf.from_dotlist(overrides))
-    return from_dict(OmegaConf.to_container(saved, resolve=True))
+    check_overrides(overrides)  # the same one-line refusals as `ttc sweep` (syntax, unknown keys, a key twice)
+    try:
+        saved = OmegaConf.merge(OmegaConf.load(sweep_dir / "config.yaml"), OmegaConf.from_dotlist(overrides))
+        data = OmegaConf.to_container(saved, resolve=True)
+    except (OmegaConfBaseException, ValueError) as err:
+        raise ConfigError(" ".join(str(err).split())) from None
+    cfg = from_dict(data)
+    if cfg.tracking.enabled:
+        check_tracking_uri(cfg.tracking)
+    return cfg
 
 
-def cmd_analyze(sweep_id: str, overrides: list[str], out: Console) -> int:
-    """Fit the sweep's scaling curves; write fits.json, report.md and plots; attach them to its MLflow run."""
+def cmd_analyze(sweep_id: str, overrides: list[str], out: Console, criterion: str = "aicc") -> int:
+    """Fit the sweep's scaling curves; write fits.json, report.md and plots; attach them to its MLflow run.
+    `criterion` chooses each curve's form: "aicc" (lowest corrected AIC) or "extrapolation" (lowest held-out error)."""
     from analysis.report import analyze, fit_metrics
-    from orchestrator.tracking import log_to_sweep
+    from orchestrator.tracking import log_to_sweep, sync_command
 
     store = _store_of(overrides)
     sweep_dir = store.sweep_dir(sweep_id)
     _require_finished(store, sweep_id)
     with out.status(f"fitting the curves of {sweep_id}"):
-        result = analyze(store, sweep_id)
+        result = analyze(store, sweep_id, criterion=criterion)
     cfg = _saved_config(sweep_dir, overrides)
     failure = cfg.tracking.enabled and log_to_sweep(
         cfg, sweep_id, sweep_dir, [(p, None if p.parent == sweep_dir else "plots") for p in result.paths],
@@ -176,13 +244,14 @@ def cmd_analyze(sweep_id: str, overrides: list[str], out: Console) -> int:
     for path in result.plot_paths:
         out.print(f"plot:   {path}")
     if failure:
-        out.print(f"mlflow: not logged ({failure}); run `ttc sync {sweep_id}` when it can be")
+        out.print(f"mlflow: not logged ({failure}); run `{sync_command(cfg, sweep_id)}` when it can be")
     return 0
 
 
 def cmd_sync(sweep_id: str, overrides: list[str], out: Console) -> int:
-    """Replay what a sweep could not log to MLflow; safe to run again."""
-    from orchestrator.tracking import Tracker
+    """Replay what a sweep could not log to MLflow; safe to run again. MLflow still down: one line, exit 1,
+    the journal kept as it was."""
+    from orchestrator.tracking import Tracker, TrackingError
 
     store = _store_of(overrides)
     sweep_dir = store.sweep_dir(sweep_id)
@@ -193,15 +262,22 @@ def cmd_sync(sweep_id: str, overrides: list[str], out: Console) -> int:
     if not tracker.needs_sync:
         out.print(f"sweep {sweep_id}: nothing to sync")
         return 0
-    count = tracker.replay()
+    try:
+        count = tracker.replay()
+    except TrackingError as err:
+        print(f"ttc: sync failed: {err}", file=sys.stderr)
+        return 1
     out.print(f"sweep {sweep_id}: replayed {count} tracking operations to {tracker.uri}")
     return 0
 
 
 def cmd_ui(port: int, overrides: list[str]) -> int:
+    from orchestrator.preflight import check_store_root, check_tracking_uri
     from orchestrator.tracking import tracking_uri
 
     cfg = compose(overrides)
+    check_store_root(cfg.store)
+    check_tracking_uri(cfg.tracking)
     uri = tracking_uri(cfg)
     cfg.store.path.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
@@ -212,18 +288,30 @@ def cmd_ui(port: int, overrides: list[str]) -> int:
     os.execv(sys.executable, cmd)  # become the server, so Ctrl-C and kill reach it directly
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (not usage + error), exit status 2 like all bad input."""
+
+    def error(self, message: str):
+        print(f"ttc: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ttc", description="Test-time-compute scaling sweeps.")
+    parser = _Parser(prog="ttc", description="Test-time-compute scaling sweeps.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_sweep = sub.add_parser("sweep", help="run a sweep: ttc sweep [hydra overrides...]")
     p_sweep.add_argument("overrides", nargs="*", help="e.g. dataset=gsm8k 'sweep.n=[1,4,16]'")
+    p_sweep.add_argument("--dry-run", action="store_true",
+                         help="make every check made before a sweep starts, print its size; start and write nothing")
     p_show = sub.add_parser("show", help="print a sweep's cells table")
     p_show.add_argument("args", nargs="*", metavar="SWEEP_ID | KEY=VALUE",
                         help="a sweep id and overrides such as store.root=/data/ttc")
-    p_show.add_argument("--ci", action="store_true", help="add 95%% bootstrap confidence intervals")
+    p_show.add_argument("--ci", action="store_true", help="add 95%% confidence intervals")
     p_an = sub.add_parser("analyze", help="fit scaling curves; write fits.json, report.md and plots")
     p_an.add_argument("sweep_id")
     p_an.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc")
+    p_an.add_argument("--criterion", choices=("aicc", "extrapolation"), default="aicc",
+                      help="how each curve's form is chosen: lowest AICc (default) or lowest held-out error")
     p_rep = sub.add_parser("reproduce", help="run a recipe (conf/experiment/) and compare with published numbers")
     p_rep.add_argument("recipe")
     p_rep.add_argument("--dry-run", action="store_true", help="validate and plan; print the size; load no model")
@@ -235,21 +323,21 @@ def main(argv: list[str] | None = None) -> int:
     p_ui.add_argument("--port", type=int, default=5000)
     p_ui.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc")
     args, extra = parser.parse_known_args(argv)
-    if extra and (args.command not in ("show", "reproduce") or any(e.startswith("-") for e in extra)):
+    if extra and (args.command not in ("show", "reproduce", "sweep", "analyze") or any(e.startswith("-") for e in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "show":  # `show ID --ci KEY=VALUE`: positionals after an option arrive as extras
         args.args += extra
-    if args.command == "reproduce":
+    if args.command in ("reproduce", "sweep", "analyze"):  # overrides after an option arrive as extras
         args.overrides += extra
     out = Console(soft_wrap=True)  # paths and commands stay on one line, to be copied
     try:
         if args.command == "sweep":
-            return cmd_sweep(args.overrides, out)
+            return cmd_sweep(args.overrides, out, args.dry_run)
         if args.command == "show":
             ids = [a for a in args.args if "=" not in a]
             return cmd_show(ids[0] if ids else None, [a for a in args.args if "=" in a], args.ci, out)
         if args.command == "analyze":
-            return cmd_analyze(args.sweep_id, args.overrides, out)
+            return cmd_analyze(args.sweep_id, args.overrides, out, args.criterion)
         if args.command == "reproduce":
             return cmd_reproduce(args.recipe, args.dry_run, args.overrides, out)
         if args.command == "sync":

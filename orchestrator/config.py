@@ -9,7 +9,10 @@ dataset file exists is the loader's business (orchestrator/datasets.py).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +159,13 @@ class SweepConfig:
     """With strategy=extend: how many times one sample's early end of thinking is replaced."""
     problems_per_unit: int = 16
     """Problems per unit of scheduled work."""
+    max_unit_rows: int = 1_000_000
+    """Most sample rows one unit may hold (problems_per_unit x max N x budgets). The engine builds a
+    unit's rows in memory (about 1.5 KB each) before they leave as one batch, so this bounds an engine's
+    memory: about 1.5 GB at the default. Raise it on a large machine, or lower sweep.problems_per_unit."""
+    max_rows: int = 20_000_000
+    """Most sample rows one sweep may hold. The driver reads them all back to compute the cells
+    (about 200 bytes each in memory): about 4 GB at the default. Raise it on a large machine."""
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "sweep.name", self.name, "a non-empty experiment name")
@@ -173,6 +183,8 @@ class SweepConfig:
                self.extend_rounds, "an integer >= 0")
         _check(_is_int(self.problems_per_unit) and self.problems_per_unit >= 1,
                "sweep.problems_per_unit", self.problems_per_unit, "an integer >= 1")
+        for key, value in (("sweep.max_unit_rows", self.max_unit_rows), ("sweep.max_rows", self.max_rows)):
+            _check(_is_int(value) and value >= 1, key, value, "an integer >= 1")
 
     @property
     def max_budget(self) -> int:
@@ -235,6 +247,9 @@ class ClusterConfig:
     max_retries: int = 2
     """Times a unit whose engine died (a killed actor, a lost node) is re-queued before the
     sweep reports it failed."""
+    connect_timeout_s: float = 30.0
+    """With kind=ray: how long to wait for the cluster at cluster.address (or RAY_ADDRESS) to
+    answer before giving up with one line, instead of Ray's own retries (minutes of warnings)."""
 
     def __post_init__(self) -> None:
         _check(self.kind in ("local", "ray"), "cluster.kind", self.kind, "local or ray")
@@ -254,6 +269,8 @@ class ClusterConfig:
                "cluster.placement_group_min_tp", self.placement_group_min_tp, "an integer >= 1")
         _check(_is_int(self.max_retries) and self.max_retries >= 0, "cluster.max_retries",
                self.max_retries, "an integer >= 0")
+        _check(isinstance(self.connect_timeout_s, (int, float)) and self.connect_timeout_s > 0,
+               "cluster.connect_timeout_s", self.connect_timeout_s, "a number of seconds > 0")
 
 
 @dataclass(frozen=True)
@@ -306,17 +323,52 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"model": ModelConfig, "dataset": DatasetConfig, "sweep": SweepConfig,
+# The config sections, each a frozen dataclass; GROUPS (conf/) choose among YAML files that fill them.
+SECTIONS = {"model": ModelConfig, "dataset": DatasetConfig, "sweep": SweepConfig,
              "store": StoreConfig, "tracking": TrackingConfig, "cluster": ClusterConfig}
+GRID_GROUPS = ("model", "dataset")
+
+
+def _fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _all_keys() -> list[str]:
+    """Every key an override may name: the groups and SECTION.FIELD of the schema."""
+    return [*GROUPS, *(f"{name}.{f}" for name, cls in SECTIONS.items() for f in _fields(cls))]
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# What a field's annotation admits, checked before the record's own checks, so that a value of the wrong
+# type (a list where a name goes, a number where a string goes) gets one line rather than a TypeError later.
+_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "null or a string"),
+    "int": (_is_int, "an integer"),
+    "int | None": (lambda v: v is None or _is_int(v), "null or an integer"),
+    "float": (_number, "a finite number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "tuple[int, ...]": (lambda v: isinstance(v, tuple), "a list such as [1,4,16]"),
+    "dict[str, Any] | None": (lambda v: v is None or isinstance(v, dict), "null or a mapping of keys"),
+}
 
 
 def _section(cls: type, name: str, data: Any) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{name}: expected a mapping of keys, got {data!r}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    known = _fields(cls)
+    unknown = sorted(set(data) - set(known), key=str)
     if unknown:
-        raise ConfigError(f"{name}.{unknown[0]} is not a known key; allowed: {', '.join(sorted(known))}")
+        raise ConfigError(f"{name}.{unknown[0]} is not a known key{_did_you_mean(str(unknown[0]), known)}; "
+                          f"allowed: {', '.join(sorted(known))}")
     missing = [f.name for f in dataclasses.fields(cls)
                if f.name not in data and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
@@ -324,21 +376,30 @@ def _section(cls: type, name: str, data: Any) -> Any:
         raise ConfigError(f"{name}.{missing[0]} is required")
     # YAML lists arrive as lists; the frozen records hold tuples.
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    for f in dataclasses.fields(cls):
+        ok, allowed = _TYPES.get(str(f.type), (lambda v: True, ""))
+        if f.name in values and not ok(values[f.name]):
+            value = values[f.name]
+            if "str" in str(f.type) and isinstance(value, (bool, int, float)):  # Hydra read `rev=1234` as a number
+                allowed += f" (quote a value that looks like a number or boolean: {name}.{f.name}='{value}')"
+            raise ConfigError(f"{name}.{f.name}={list(value) if isinstance(value, tuple) else value!r} is invalid: "
+                              f"{allowed}")
     return cls(**values)
 
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Build and validate a Config from a plain nested dict (as composed by Hydra)."""
-    unknown = sorted(set(data) - set(_SECTIONS) - {"published"})
+    unknown = sorted(set(data) - set(SECTIONS) - {"published"}, key=str)
     if unknown:
-        raise ConfigError(f"{unknown[0]} is not a known config section; allowed: {', '.join(_SECTIONS)}, published")
+        raise ConfigError(f"{unknown[0]} is not a known config section{_did_you_mean(str(unknown[0]), list(SECTIONS))}; "
+                          f"allowed: {', '.join(SECTIONS)}, published")
     for required in ("model", "dataset"):
         if required not in data:
             raise ConfigError(f"{required} is required: pick one with {required}=NAME")
     published = data.get("published") or []
     if not isinstance(published, list):
         raise ConfigError(f"published: expected a list of points, got {published!r}")
-    return Config(**{name: _section(cls, name, data[name]) for name, cls in _SECTIONS.items() if name in data},
+    return Config(**{name: _section(cls, name, data[name]) for name, cls in SECTIONS.items() if name in data},
                   published=tuple(_section(PublishedPoint, "published", p) for p in published))
 
 
@@ -347,13 +408,100 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+def _parse(overrides: list[str]) -> list:
+    """Hydra's own parse of each override; one that does not parse is named in one line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for item in overrides:
+        try:
+            parsed += parser.parse_overrides([item])
+        except HydraException as err:
+            why = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise ConfigError(f"{item!r} is not a valid override ({why}); write KEY=VALUE, e.g. 'sweep.n=[1,4,16]', "
+                              "dataset=gsm8k or model.name='my model'") from None
+    return parsed
+
+
+def _check_key(key: str) -> None:
+    """A key the schema has, or one line with the nearest keys (a misspelling is never suggested as `+key=`)."""
+    section, dot, rest = key.partition(".")
+    if section in ("hydra", "published"):  # Hydra's own settings; recipe points: left to Hydra and from_dict
+        return
+    if not dot:
+        if section in GROUPS or section in SECTIONS:
+            return
+        raise ConfigError(f"{key} is not a config group or key{_did_you_mean(key, _all_keys())}; groups: "
+                          f"{', '.join(GROUPS)}; keys are SECTION.KEY, e.g. sweep.n, model.path")
+    if section not in SECTIONS:
+        dotted = [k for k in _all_keys() if "." in k]
+        raise ConfigError(f"{key} is not a known key{_did_you_mean(key, dotted)}; sections: "
+                          f"{', '.join(SECTIONS)}")
+    name, _, deeper = rest.partition(".")
+    known = _fields(SECTIONS[section])
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(f'{section}.{c}' for c in close)}?)" if close else ""
+        raise ConfigError(f"{section}.{name} is not a known key{hint}; allowed: {', '.join(sorted(known))}")
+    if deeper and name != "sim":  # model.sim is the one mapping in the schema
+        raise ConfigError(f"{key} is not a known key: {section}.{name} has no keys of its own")
+
+
+def _check_option(override: Any, grid: bool) -> None:
+    group, text = override.key_or_group, override.input_line
+    if override.value() is None:
+        raise ConfigError(f"{text}: to pick no {group}, leave {group}= out (or delete the default: ~{group})")
+    if override.is_sweep_override():
+        if not (grid and group in GRID_GROUPS):
+            raise ConfigError(f"{text}: a comma list makes a grid only for {' and '.join(GRID_GROUPS)} of `ttc sweep`; "
+                              f"pick one {group}")
+        options = list(override.sweep_string_iterator())
+    else:
+        options = [override.get_value_element_as_str()]
+    allowed = group_options(group)
+    for option in options:
+        if option not in allowed:
+            raise ConfigError(f"{group}={option} is not a known option{_did_you_mean(option, allowed)}; allowed: "
+                              f"{', '.join(allowed)} (conf/{group}/)")
+    if len(set(options)) < len(options):
+        raise ConfigError(f"{text}: an option is listed twice; list each {group} once")
+
+
+def check_overrides(overrides: list[str], grid: bool = False) -> None:
+    """Refuse, in one line each, what Hydra would misread or silently accept: an override that does not
+    parse, an empty key (`=8`), a key given twice (Hydra keeps the last without a word), an unknown key
+    or group option (naming the nearest ones), and a comma list except `model=a,b` / `dataset=x,y` of a
+    grid (`grid=True`). The values themselves are the dataclasses' business."""
+    from hydra.core.override_parser.types import OverrideType
+
+    seen: dict[tuple[str, str | None], str] = {}
+    for override in _parse(overrides):
+        key, text = override.key_or_group, override.input_line
+        if not key:
+            raise ConfigError(f"{text!r} has no key before '='; write KEY=VALUE, e.g. sweep.seed=1")
+        if (key, override.package) in seen:
+            hint = f"; a grid over several is one comma list, e.g. {key}=a,b" if grid and key in GRID_GROUPS else ""
+            raise ConfigError(f"{key} is given twice ({seen[key, override.package]} and {text}); give each key "
+                              f"once{hint}")
+        seen[key, override.package] = text
+        _check_key(key)
+        if key in GROUPS and override.type != OverrideType.DEL:
+            _check_option(override, grid)
+        elif override.is_sweep_override():
+            raise ConfigError(f"{text}: a comma list of values (a Hydra sweep) works only for "
+                              f"{' and '.join(f'{g}=' for g in GRID_GROUPS)} of `ttc sweep`; for other keys run "
+                              f"`python jobs/sweep.py --multirun {text}`")
+
+
 def _allow_schema_key(override: str) -> str:
     """`model.extend_string=x` works even if the model's YAML leaves that key to its default:
     a key of the schema becomes Hydra's add-or-override (`++`); any other key stays an error."""
-    key, sep, _ = override.partition("=")
-    section, dot, name = key.partition(".")
-    if sep and dot and section in _SECTIONS and name in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
-        return "++" + override
+    key, sep, value = override.partition("=")
+    section, dot, rest = key.lstrip("+").partition(".")
+    if sep and dot and section in SECTIONS and rest.split(".")[0] in _fields(SECTIONS[section]):
+        return f"++{section}.{rest}={value}"
     return override
 
 
@@ -364,27 +512,21 @@ def compose(overrides: list[str]) -> Config:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    for item in overrides:
-        group, _, option = item.partition("=")
-        if group in GROUPS and option and option not in group_options(group):
-            raise ConfigError(f"{group}={option} is not a known option; allowed: "
-                              f"{', '.join(group_options(group))} (conf/{group}/)")
+    check_overrides(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             cfg = hydra_compose(config_name="config", overrides=[_allow_schema_key(o) for o in overrides])
         data = OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as err:
+    except (HydraException, OmegaConfBaseException, ValueError) as err:  # Hydra raises ValueError for some input
         raise ConfigError(" ".join(str(err).split())) from None
     assert isinstance(data, dict)
     return from_dict(data)
 
 
-GRID_GROUPS = ("model", "dataset")
-
-
 def compose_grid(overrides: list[str]) -> list[Config]:
     """Like `compose`, but `model=a,b` and `dataset=x,y` make a grid: one Config per (model, dataset)
     pair, sharing every other setting (`ttc sweep model=toy,r1-distill-qwen-1.5b dataset=gsm8k,math500`)."""
+    check_overrides(overrides, grid=True)
     choices: list[list[str]] = []
     for item in overrides:
         group, sep, option = item.partition("=")

@@ -1,8 +1,9 @@
 """Datasets: load a dataset config's problems as `Problem` records.
 
 `LOADERS` maps each source kind to its loader, in plain sight. A JSONL file holds one
-object per line with string fields `id`, `problem` and `answer`; any defect is reported
-as one line naming the file and line. The shipped copies live in data/ (data/README.md).
+object per line with string fields `id`, `problem` and `answer`, in UTF-8; any defect
+(text that is not UTF-8, a malformed line, a missing field) is reported as one line naming
+the file and line. The shipped copies live in data/ (data/README.md).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator.config import DatasetConfig, resolve_path
 
@@ -44,13 +46,28 @@ def load_jsonl(cfg: DatasetConfig) -> list[Problem]:
     path = resolve_path(cfg.path)
     if not path.is_file():
         raise DatasetError(f"dataset.path: file not found: {path} (dataset '{cfg.name}')")
+    try:
+        problems = _read_jsonl(path, cfg.limit)
+    except OSError as err:
+        raise DatasetError(f"dataset.path: cannot read {path} ({err.strerror or err})") from None
+    if not problems:
+        raise DatasetError(f"{path}: no problems in the file")
+    return problems
+
+
+def _read_jsonl(path: Path, limit: int | None) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:  # bytes, so that text that is not UTF-8 is named by its line
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DatasetError(f"{where}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                                   "a dataset file must be UTF-8 JSONL (re-save it as UTF-8)") from None
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
@@ -61,10 +78,8 @@ def load_jsonl(cfg: DatasetConfig) -> list[Problem]:
                 raise DatasetError(f"{where}: duplicate id {problem.id!r}; ids must be unique")
             seen.add(problem.id)
             problems.append(problem)
-            if cfg.limit is not None and len(problems) >= cfg.limit:
+            if limit is not None and len(problems) >= limit:
                 break
-    if not problems:
-        raise DatasetError(f"{path}: no problems in the file")
     return problems
 
 
@@ -75,7 +90,11 @@ def load_hf(cfg: DatasetConfig) -> list[Problem]:
     except ImportError:
         raise DatasetError(f"dataset.hf_id={cfg.hf_id!r} needs the `datasets` package: "
                            "pip install datasets (or use dataset.path with a local JSONL file)") from None
-    rows = hf_datasets.load_dataset(cfg.hf_id, split=cfg.hf_split)
+    try:
+        rows = hf_datasets.load_dataset(cfg.hf_id, split=cfg.hf_split)
+    except Exception as err:  # noqa: BLE001 - no network, no such dataset or split: one line, whatever the cause
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise DatasetError(f"dataset.hf_id={cfg.hf_id!r} (split {cfg.hf_split!r}) cannot be loaded: {first}") from None
     if cfg.limit is not None:
         rows = rows.select(range(min(cfg.limit, len(rows))))
     return [_problem_from(row, f"{cfg.hf_id}[{i}]") for i, row in enumerate(rows)]

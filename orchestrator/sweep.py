@@ -2,8 +2,8 @@
 
 `run(cfg)` is what `ttc sweep`, `jobs/sweep.py` and the tests call; `run([cfg, ...])` runs a
 grid over several (model, dataset) pairs as one sweep, each model's engines loaded once. Everything that can be
-checked before work starts (config, dataset file, model directory) is checked before the
-sweep directory or an MLflow run exists, so bad input leaves nothing behind.
+checked before work starts (orchestrator/preflight.py, then placement on the cluster) is checked before
+the sweep directory or an MLflow run exists, so bad input leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from omegaconf import OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from analysis.cells import compute_cells
 from analysis.plots import plot_accuracy_vs_compute
+from orchestrator import preflight
 from orchestrator.config import Config, ConfigError, resolve_path
-from orchestrator.datasets import load_problems
 from orchestrator.errors import SweepError
-from orchestrator.plan import Unit, model_shape, plan_units
+from orchestrator.plan import Unit, model_shape
 from orchestrator.store import Store, new_sweep_id
-from orchestrator.tracking import Tracker
+from orchestrator.tracking import Tracker, close_dead_sweeps
 
 
 @dataclass
@@ -44,13 +45,13 @@ class SweepResult:
     parent_run_id: str | None = None
     needs_sync: bool = False
     tracking_error: str | None = None
-
-
-def check_model_path(cfg: Config) -> None:
-    """A path that is clearly local (absolute, ./ or ~) must exist; anything else may be a hub id."""
-    path = cfg.model.path
-    if path.startswith(("/", "./", "../", "~")) and cfg.model.local_path() is None:
-        raise ConfigError(f"model.path={path!r}: no such model directory")
+    units_retried: int = 0
+    """Unit attempts lost with their engine and re-queued."""
+    engines_lost: int = 0
+    units_damaged: int = 0
+    """Stored units found damaged, set aside and generated again."""
+    completes: list[str] = field(default_factory=list)
+    """Earlier unfinished sweeps (dead or stopped) that planned the same units: this one completes them."""
 
 
 def run(grid: Config | Sequence[Config], console: Console | None = None) -> SweepResult:
@@ -58,29 +59,13 @@ def run(grid: Config | Sequence[Config], console: Console | None = None) -> Swee
     (model, dataset) pair of a grid that shares its sweep, store, tracking and cluster sections."""
     from orchestrator import scheduler  # Ray loads only once the inputs are known to be good
 
-    parts = [grid] if isinstance(grid, Config) else list(grid)
-    cfg = parts[0]  # the sections every part shares
+    checked = preflight.check(grid)  # every check that needs no cluster: nothing started, nothing written
     console = console or Console(stderr=True)
-    for part in parts:
-        check_model_path(part)
-    loaded = {dataset: load_problems(dataset) for dataset in dict.fromkeys(part.dataset for part in parts)}
-    problems = [loaded[part.dataset] for part in parts]
-    units = [u for part, probs in zip(parts, problems) for u in plan_units(part, probs)]
-    store = Store(cfg.store.path)
-    stored = [store.has_unit(u.model.name, u.dataset, u.key) for u in units]
-    cached = [u for u, done in zip(units, stored) if done]
-    todo = [u for u, done in zip(units, stored) if not done]
-    models = list({part.model.name: part.model for part in parts}.values())
-
-    if todo:  # placement is checked before anything is written: a model that cannot be placed is bad input
-        scheduler.start_ray(cfg.cluster)
-        try:
-            scheduler.check_placement(models, cfg.cluster)
-        except scheduler.SchedulerError as err:
-            scheduler.stop_ray()
-            raise ConfigError(str(err)) from None
     try:
-        return _run_started(parts, problems, units, cached, todo, store, console, scheduler)
+        if checked.todo:  # placement on the cluster itself, before anything is written: bad input if it cannot be
+            _start_ray_for(checked.parts, scheduler)
+        return _run_started(checked.parts, checked.problems, checked.units, checked.cached, checked.todo,
+                            checked.store, console, scheduler)
     finally:
         scheduler.stop_ray()
 
@@ -88,8 +73,19 @@ def run(grid: Config | Sequence[Config], console: Console | None = None) -> Swee
 def _run_started(parts: list[Config], problems: list[list], units, cached, todo, store: Store, console: Console,
                  scheduler) -> SweepResult:
     cfg = parts[0]
+    cached, damaged = _verify_stored(cached, store, console)
+    if damaged:
+        if not todo:  # run() saw nothing to run and started no Ray: start it for the units to regenerate
+            _start_ray_for(parts, scheduler)
+        todo = [*todo, *damaged]
+    for line in close_dead_sweeps(store):
+        console.print(escape(line), soft_wrap=True)
+    keys = sorted(u.key for u in units)
+    completes = [s.sweep_id for s in map(store.sweep_status, store.sweep_ids())
+                 if s.state in ("dead", "stopped") and not s.completed_by and s.planned is not None
+                 and sorted(s.planned) == keys]
     sweep_id = new_sweep_id()
-    sweep_dir = store.create_sweep(sweep_id, OmegaConf.to_yaml(cfg.to_dict()))
+    sweep_dir = store.create_sweep(sweep_id, OmegaConf.to_yaml(cfg.to_dict()), [u.key for u in units])
     if len(parts) > 1:  # the other (model, dataset) pairs of the grid, for the record
         (sweep_dir / "grid.yaml").write_text(OmegaConf.to_yaml(
             [{"model": asdict(p.model), "dataset": asdict(p.dataset)} for p in parts]), encoding="utf-8")
@@ -103,6 +99,11 @@ def _run_started(parts: list[Config], problems: list[list], units, cached, todo,
     console.print(f"sweep [bold]{sweep_id}[/]: {pairs}; {cfg.sweep.max_n} samples each, "
                   f"budgets {list(cfg.sweep.budgets)}, N {list(cfg.sweep.n)}; {len(units)} units "
                   f"({len(cached)} already in the store)")
+    if completes:
+        console.print(f"this sweep completes the unfinished sweep {', '.join(completes)} (the same {len(units)} "
+                      f"planned units; {len(cached)} of them are in the store)", soft_wrap=True)
+        if tracker:
+            tracker.set_tags({"ttc.completes": ",".join(completes)})
 
     def record(unit: Unit, rows: int, seconds: float | None) -> None:
         path = store.unit_path(unit.model.name, unit.dataset, unit.key).relative_to(store.root)
@@ -111,13 +112,15 @@ def _run_started(parts: list[Config], problems: list[list], units, cached, todo,
                                      "cached": seconds is None, "seconds": seconds})
 
     for unit in cached:
-        record(unit, unit.rows, None)
+        record(unit, unit.rows, None)  # verified: the file holds exactly the unit's planned rows
 
     failed: list[tuple[str, str]] = []
+    outcome = None
     ok = False
     try:
         if todo:
-            failed = _schedule(cfg, todo, store, record, tracker, console, scheduler)
+            outcome = _schedule(cfg, todo, store, record, tracker, console, scheduler)
+            failed = [(u.key, why) for u, why in outcome.failed]
         samples = store.sweep_samples(sweep_id)
         simulated = {p.model.name for p in parts if p.model.engine == "sim"}
         if simulated:  # simulated rows carry lengths and timings, never accuracy
@@ -133,13 +136,48 @@ def _run_started(parts: list[Config], problems: list[list], units, cached, todo,
             tracker.log_artifact(cells_path)
             if plot_path:
                 tracker.log_artifact(plot_path, "plots")
+            tracker.log_summary({"units_run": len(todo) - len(failed), "units_cached": len(cached),
+                                 "units_failed": len(failed), "units_damaged": len(damaged),
+                                 "units_retried": outcome.retried if outcome else 0,
+                                 "engines_lost": outcome.engines_lost if outcome else 0})
         ok = not failed
+        for earlier in completes if ok else ():
+            store.mark_completed(earlier, sweep_id)
     finally:
         if tracker:
             tracker.finish(ok)
+        store.end_sweep(sweep_id, ok)
     return SweepResult(sweep_id, sweep_dir, cells_path, plot_path, cells, len(todo) - len(failed), len(cached),
                        failed, tracker.uri if tracker else None, tracker.parent_id if tracker else None,
-                       tracker.needs_sync if tracker else False, tracker.error if tracker else None)
+                       tracker.needs_sync if tracker else False, tracker.error if tracker else None,
+                       outcome.retried if outcome else 0, outcome.engines_lost if outcome else 0, len(damaged),
+                       completes)
+
+
+def _verify_stored(cached: list[Unit], store: Store, console: Console) -> tuple[list[Unit], list[Unit]]:
+    """Split the stored units into those whose files hold exactly their planned rows and damaged ones,
+    which are moved aside (kept under store.root/damaged/) to be generated again, one line each."""
+    good, damaged = [], []
+    for unit in cached:
+        why = store.unit_problem(unit.model.name, unit.dataset, unit.key, [p.id for p in unit.problems],
+                                 unit.n_samples, unit.budgets)
+        if why is None:
+            good.append(unit)
+            continue
+        where = store.set_aside(unit.model.name, unit.dataset, unit.key)
+        console.print(f"[yellow]stored unit {unit.key} ({escape(unit.model.name)} x {escape(unit.dataset)}) is "
+                      f"damaged: it {escape(why)}; moved to {escape(str(where))}; it runs again[/]", soft_wrap=True)
+        damaged.append(unit)
+    return good, damaged
+
+
+def _start_ray_for(parts: list[Config], scheduler) -> None:
+    """Start Ray and check the models' placement, as run() does before anything is written."""
+    scheduler.start_ray(parts[0].cluster)
+    try:
+        scheduler.check_placement(list({p.model.name: p.model for p in parts}.values()), parts[0].cluster)
+    except scheduler.SchedulerError as err:
+        raise ConfigError(str(err)) from None
 
 
 def dataset_digest(problems: list) -> str:
@@ -181,9 +219,9 @@ class LiveStats:
                 for key, (problems, rows, correct) in self.rows.items() if rows}
 
 
-def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, console: Console,
-              scheduler) -> list[tuple[str, str]]:
-    """Run the missing units with a progress bar; store each one the moment it arrives."""
+def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, console: Console, scheduler):
+    """Run the missing units with a progress bar; store each one the moment it arrives; say (one line
+    each) which engines were lost and which units re-queued. Returns the scheduler's Outcome."""
     total_samples = sum(u.samples for u in todo)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -208,10 +246,14 @@ def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, cons
         for unit in todo:  # one model's units together: its engines load once, then go
             by_model.setdefault(unit.model.name, (unit.model, []))[1].append(unit)
         try:
-            outcome = scheduler.run_models(list(by_model.values()), cfg.cluster, on_result)
+            outcome = scheduler.run_models(list(by_model.values()), cfg.cluster, on_result, on_note=lambda line:
+                                           progress.console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True))
         except scheduler.SchedulerError as err:
             raise SweepError(str(err)) from None
     if tracker:
         tracker.log_live(live.metrics(), force=True)
-    console.print(f"{total_samples} samples generated in {time.perf_counter() - live.start:.1f} s")
-    return [(u.key, why) for u, why in outcome.failed]
+    lost = outcome.engines_lost
+    retried = (f"; {outcome.retried} unit{'s' * (outcome.retried != 1)} re-queued after {lost} lost "
+               f"engine{'s' * (lost != 1)}" if outcome.retried or lost else "")
+    console.print(f"{total_samples} samples generated in {time.perf_counter() - live.start:.1f} s{retried}")
+    return outcome

@@ -11,12 +11,17 @@ their `ttc.run_key` tag before one is created, and metric points carry fixed tim
 MLflow drops an exact repeat. If the tracking server fails, that operation and every later
 one are appended to the sweep's `tracking_pending.jsonl` instead, the sweep goes on, and
 `ttc sync SWEEP_ID` replays the file; replaying twice changes nothing.
+
+A sweep whose driver died never ends its runs: `close_dead_sweeps` (called by the next sweep
+and by `ttc show`) ends them as KILLED, through the same journaled operations.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -24,11 +29,26 @@ from typing import Any
 
 import pyarrow as pa
 
-from orchestrator.config import PROJECT_ROOT, Config
+from orchestrator.config import PROJECT_ROOT, Config, StoreConfig, from_dict
+from orchestrator.store import Store
 
 METRIC_OF = {"maj@k": "maj_accuracy", "pass@k": "pass_at_k"}
 PENDING = "tracking_pending.jsonl"
 LIVE_INTERVAL_S = 5.0  # live metrics at most this often: one log_batch per child per interval
+
+
+class TrackingError(RuntimeError):
+    """MLflow could not be reached (or refused) while replaying the journal; the message is one line."""
+
+
+def sync_command(cfg: Config, sweep_id: str) -> str:
+    """The `ttc sync` command that finds this sweep again: its store.root and tracking.uri when not the defaults."""
+    parts = ["ttc", "sync", sweep_id]
+    if cfg.store.root != StoreConfig().root:
+        parts.append(f"store.root={cfg.store.path}")
+    if cfg.tracking.uri:
+        parts.append(f"tracking.uri={cfg.tracking.uri}")
+    return shlex.join(parts)
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -109,11 +129,23 @@ class Tracker:
             f.write(json.dumps({"op": op, "args": args}) + "\n")
 
     def replay(self) -> int:
-        """Apply every journaled operation (raising if MLflow is still unreachable); returns how many."""
+        """Apply every journaled operation; returns how many. If MLflow is still unreachable, raises
+        TrackingError and leaves the journal as it was (the operations already applied are idempotent)."""
         lines = self.pending.read_text(encoding="utf-8").splitlines() if self.pending.exists() else []
-        for line in lines:
-            entry = json.loads(line)
-            getattr(self, f"_op_{entry['op']}")(**entry["args"])
+        quiet = logging.getLogger("urllib3.connectionpool")  # its retry warnings would bury the one line
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            for i, line in enumerate(lines):
+                entry = json.loads(line)
+                try:
+                    getattr(self, f"_op_{entry['op']}")(**entry["args"])
+                except Exception as err:  # noqa: BLE001 - any failure of MLflow: one line, journal kept
+                    why = " ".join(str(err).split())[:200] or type(err).__name__
+                    raise TrackingError(f"{self.uri}: operation {i + 1} of {len(lines)} failed ({why}); "
+                                        f"{self.pending} is kept, run this again once MLflow is back") from None
+        finally:
+            quiet.setLevel(level)
         if lines:
             done = self.pending.with_name("tracking_synced.jsonl")
             with done.open("a", encoding="utf-8") as f:
@@ -176,6 +208,22 @@ class Tracker:
     def _op_end(self, key: str, status: str, end_ms: int) -> None:
         self.client.set_terminated(self._run_id(key), status, end_time=end_ms)
 
+    def _op_end_running(self, status: str, end_ms: int) -> None:
+        """End every run of this sweep still RUNNING (parent and children): a repeat finds none."""
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            return  # no run of it was ever created
+        token = None
+        while True:
+            page = self.client.search_runs([experiment.experiment_id], max_results=1000, page_token=token,
+                                           filter_string=f"tags.sweep_id = '{self.sweep_id}' and "
+                                                         "attributes.status = 'RUNNING'")
+            for run in page:
+                self.client.set_terminated(run.info.run_id, status, end_time=end_ms)
+            token = page.token
+            if not token:
+                return
+
     # --- what the sweep calls ---
     def start_sweep(self, cfg: Config, config_path: Path, pairs: list[tuple[str, str, str, str]]) -> None:
         """The parent run with the resolved config, and a child run per (model, dataset, budget, strategy).
@@ -237,6 +285,15 @@ class Tracker:
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
         self._do("artifact", key=self.parent_key, path=str(path), artifact_dir=artifact_dir)
 
+    def log_summary(self, metrics: dict[str, float]) -> None:
+        """Figures of the whole sweep on the parent run (units re-queued, engines lost, ...)."""
+        ts = int(time.time() * 1000)
+        self._do("log", key=self.parent_key, metrics=[[k, float(v), ts, 0] for k, v in sorted(metrics.items())])
+
+    def end_running(self, status: str = "KILLED") -> None:
+        """For a sweep whose driver died: end its runs that were left RUNNING."""
+        self._do("end_running", status=status, end_ms=int(time.time() * 1000))
+
     def finish(self, ok: bool) -> None:
         now = int(time.time() * 1000)
         status = "FINISHED" if ok else "FAILED"
@@ -256,3 +313,43 @@ def log_to_sweep(cfg: Config, sweep_id: str, sweep_dir: Path, artifacts: list[tu
         ts = int(time.time() * 1000)
         tracker._do("log", key=tracker.parent_key, metrics=[[k, v, ts, 0] for k, v in sorted(metrics.items())])
     return (tracker.error or "earlier operations are still waiting for sync") if tracker.needs_sync else None
+
+
+def close_dead_sweeps(store: Store) -> list[str]:
+    """End as KILLED the MLflow runs of every sweep under `store` whose driver died (once per sweep: the
+    sweep directory records it); returns one line per sweep closed."""
+    lines = []
+    for sweep_id in store.sweep_ids():
+        status = store.sweep_status(sweep_id)
+        if status.state != "dead" or status.closed:
+            continue
+        sweep_dir = store.sweep_dir(sweep_id)
+        try:
+            from omegaconf import OmegaConf
+
+            data = OmegaConf.to_container(OmegaConf.load(sweep_dir / "config.yaml"), resolve=True)
+            data["store"] = {**data.get("store", {}), "root": str(store.root)}  # wherever it was run from
+            cfg = from_dict(data)
+        except Exception as err:  # noqa: BLE001 - a config of another version, a broken file: say so, go on
+            lines.append(f"sweep {sweep_id} is dead; its config cannot be read ({' '.join(str(err).split())[:200]}), "
+                         "so its MLflow runs are left as they are")
+            store.mark_closed(sweep_id, "unreadable config")
+            continue
+        if not cfg.tracking.enabled:
+            store.mark_closed(sweep_id, "no tracking")
+            continue
+        try:
+            tracker = Tracker(cfg, sweep_id, sweep_dir)
+        except Exception as err:  # noqa: BLE001 - a URI this MLflow cannot open: nothing to end there
+            lines.append(f"sweep {sweep_id} is dead; its tracking.uri={tracking_uri(cfg)} cannot be opened "
+                         f"({' '.join(str(err).split())[:200]}), so its MLflow runs are left as they are")
+            store.mark_closed(sweep_id, "tracking unavailable")
+            continue
+        tracker.end_running("KILLED")  # applied, or journaled while MLflow is down
+        store.mark_closed(sweep_id, "KILLED")
+        if tracker.needs_sync:
+            lines.append(f"sweep {sweep_id} is dead (its driver is gone); marking its MLflow runs KILLED is "
+                         f"journaled until `{sync_command(cfg, sweep_id)}`")
+        else:
+            lines.append(f"sweep {sweep_id} is dead (its driver is gone): its MLflow runs are now KILLED")
+    return lines

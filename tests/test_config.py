@@ -37,9 +37,32 @@ def test_grid_overrides_reach_the_config():
     ("sweep.bogus=1", "sweep.bogus"),
     ("+sweep.bogus=1", "sweep.bogus is not a known key"),
     ("sweep.budgets=[100000]", "model.max_model_len"),
+    ("sweep.budget=[8]", "did you mean sweep.budgets?"),
+    ("budgets=[8]", "did you mean sweep.budgets?"),
+    ("datset=gsm8k", "did you mean dataset"),
+    ("=8", "no key before '='"),
+    ("model.revision=1234567", "quote a value that looks like a number"),
+    ("model.temperature=nan", "a finite number"),
+    ("sweep.name=[1]", "sweep.name=[1] is invalid: a string"),
+    ("sweep.max_unit_rows=0", "sweep.max_unit_rows"),
+    ("cluster.connect_timeout_s=0", "cluster.connect_timeout_s"),
+    ("experiment=null", "leave experiment= out"),
 ])
 def test_bad_values_raise_one_line_naming_the_key(override, needle):
     with pytest.raises(ConfigError) as err:
         compose([override])
     message = str(err.value)
     assert needle in message and "\n" not in message
+
+
+def test_schema_keys_work_with_or_without_plus():
+    assert compose(["+sweep.n=[1,2]"]).sweep.n == (1, 2)  # `+` on a schema key is add-or-override
+    sim = compose(["model.engine=sim", "model.sim.think_mean_tokens=3"]).model.sim
+    assert sim == {"think_mean_tokens": 3}
+
+
+def test_keys_given_twice_are_refused():
+    with pytest.raises(ConfigError, match=r"dataset is given twice \(dataset=toy_arith and dataset=gsm8k\)"):
+        compose(["dataset=toy_arith", "dataset=gsm8k"])
+    with pytest.raises(ConfigError, match="sweep.seed is given twice"):
+        compose(["sweep.seed=1", "++sweep.seed=2"])

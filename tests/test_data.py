@@ -33,6 +33,14 @@ def test_malformed_line_is_named(tmp_path):
         load_problems(DatasetConfig(name="bad", path=str(f)))
 
 
+def test_text_that_is_not_utf8_is_named_by_line(tmp_path):
+    f = tmp_path / "latin1.jsonl"
+    f.write_bytes('{"id": "a", "problem": "1+1", "answer": "2"}\n{"id": "b", "problem": "d\u00e9j\u00e0", "answer": "1"}\n'
+                  .encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"latin1\.jsonl:2: not UTF-8 text \(byte 0xe9 at column 26\)"):
+        load_problems(DatasetConfig(name="l", path=str(f)))
+
+
 def test_missing_field_and_duplicate_id_are_named(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text(json.dumps({"id": "a", "problem": "p"}) + "\n", encoding="utf-8")

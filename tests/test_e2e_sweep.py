@@ -123,3 +123,39 @@ def test_analyze_writes_fits_report_plots_and_logs_them(sweep):
     logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"fits.json", "report.md"} <= logged
     assert "plots/o1.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+
+
+def test_damaged_units_are_set_aside_and_regenerated(sweep, tmp_path):
+    """One unit file cut short (not Parquet), another holding half its rows: both are named, moved aside
+    whole, generated again, and the cells equal the undamaged run's."""
+    import shutil
+
+    store, overrides, first = sweep
+    copy = tmp_path / "store"
+    shutil.copytree(store / "samples", copy / "samples")
+    units = sorted((copy / "samples").rglob("*.parquet"))
+    truncated, halved = units[0], units[1]
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    table = pq.read_table(halved)
+    pq.write_table(table.slice(0, table.num_rows // 2), halved)
+    damaged = {truncated.stem: truncated.read_bytes(), halved.stem: halved.read_bytes()}
+
+    args = [o for o in overrides if not o.startswith("store.root=")] + [f"store.root={copy}", "tracking=none"]
+    again = ttc("sweep", *args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    lines = [line for line in again.stderr.splitlines() if "is damaged" in line]
+    assert len(lines) == 2, again.stderr
+    assert any(truncated.stem in line and "is not a readable Parquet file" in line for line in lines)
+    assert any(halved.stem in line and f"holds {table.num_rows // 2} rows, planned {table.num_rows}" in line
+               for line in lines)
+    moved = sorted((copy / "damaged").rglob("*.parquet"))
+    assert {m.stem: m.read_bytes() for m in moved} == damaged  # kept as they were found
+    assert all(str(m) in again.stderr.replace("\n", "") for m in moved)  # and the lines say where
+    assert "(2 units run, 1 from the store); 2 damaged units set aside and generated again" in again.stdout
+    sweep_dir = copy / "sweeps" / _sweep_id(again.stdout)
+    manifest = [json.loads(line) for line in (sweep_dir / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(e["rows"] for e in manifest) == sorted(pq.read_metadata(u).num_rows for u in units)
+    original = pq.read_table(store / "sweeps" / _sweep_id(first.stdout) / "cells.parquet")
+    assert pq.read_table(sweep_dir / "cells.parquet").equals(original)
+    status = ttc("show", f"store.root={copy}")
+    assert f"{sweep_dir.name}  finished" in status.stdout, status.stdout + status.stderr

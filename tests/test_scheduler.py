@@ -2,13 +2,15 @@
 
 Fast tier: the sim engine's rows and settings, the cluster config. End-to-end tier (`e2e`):
 placement of TP=2 and TP=4 replicas, a too-large TP failing at once, an engine actor killed
-mid-unit, a node removed mid-sweep, and the driver killed and the sweep resumed through the
-real `ttc sweep` command.
+mid-unit, a node removed mid-sweep; through the real `ttc sweep` command, an engine killed (the
+lines, the summary, the MLflow figures) and the driver killed and the sweep resumed (its status,
+its MLflow runs KILLED, the re-run naming the sweep it completes).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -191,6 +193,7 @@ def test_actor_killed_mid_unit_is_rerun(cluster):
     got, collect_result = collect()
     backend = watched_backend(hold={"killed": 2})  # both engines get work
     killed = []
+    notes: list[str] = []
 
     def on_result(unit, batch, info):
         collect_result(unit, batch, info)
@@ -199,8 +202,14 @@ def test_actor_killed_mid_unit_is_rerun(cluster):
             ray.kill(ray.get_actor(busy[0].name))
             killed.append(busy[0].name)
 
-    outcome = scheduler.run_models([(model, units)], ClusterConfig(replicas=2), on_result, backend=backend)
+    outcome = scheduler.run_models([(model, units)], ClusterConfig(replicas=2), on_result, backend=backend,
+                                   on_note=notes.append)
     assert killed and outcome.retried >= 1 and not outcome.failed
+    # Told as it happened: one line for the engine, one per unit re-queued.
+    assert outcome.engines_lost == 1 and len(notes) == 1 + outcome.retried, notes
+    assert notes[0].startswith(f"engine {killed[0]} (model killed) lost holding ")
+    assert all(n.startswith("unit killed-u") and f"re-queued: its engine {killed[0]} was lost" in n for n in notes[1:])
+    assert sum("it was running it (retry 1 of cluster.max_retries=2)" in n for n in notes) == 1
     assert outcome.done == len(units) == len(got)
     assert as_table(got).equals(expected_rows(units))  # no duplicate, no missing row
     assert len(backend.started) == 3  # two replicas, and a fresh one for the killed
@@ -308,12 +317,28 @@ def _assert_no_engine_actors():
 
 # --- the driver killed and the sweep resumed, through `ttc sweep` ----------------------------
 
-def _sweep_cmd(cluster, store: Path, dataset: Path) -> list[str]:
+def _sweep_cmd(cluster, store: Path, dataset: Path, tracking: bool = False) -> list[str]:
     sim = "{think_mean_tokens: 20, seconds_per_token: 0.01, seed: 3}"  # ~1.5 s per unit: time to kill the driver
     return [sys.executable, "-m", "orchestrator.cli", "sweep", "+model.engine=sim", "model.name=simtoy",
             "model.path=sim/toy", f"+model.sim={sim}", f"dataset.path={dataset}", "dataset.name=simarith",
-            "sweep.budgets=[8,32]", "sweep.n=[1,2]", "sweep.problems_per_unit=2", "tracking=none",
+            "sweep.budgets=[8,32]", "sweep.n=[1,2]", "sweep.problems_per_unit=2",
+            *([] if tracking else ["tracking=none"]),
             "cluster=ray", f"cluster.address={cluster.address}", "cluster.replicas=1", f"store.root={store}"]
+
+
+def _arith(tmp_path: Path) -> Path:
+    dataset = tmp_path / "arith.jsonl"
+    dataset.write_text("".join(json.dumps({"id": f"a{i}", "problem": f"{i}+{i}", "answer": str(2 * i)}) + "\n"
+                               for i in range(12)), encoding="utf-8")
+    return dataset
+
+
+def _mlflow_runs(store: Path, sweep_id: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ttc").experiment_id
+    return client.search_runs([experiment], filter_string=f"tags.sweep_id = '{sweep_id}'")
 
 
 def _store_rows(store: Path) -> pa.Table:
@@ -323,17 +348,17 @@ def _store_rows(store: Path) -> pa.Table:
 
 @pytest.mark.e2e
 def test_driver_killed_and_resumed_equals_an_uninterrupted_run(cluster, tmp_path):
-    dataset = tmp_path / "arith.jsonl"
-    dataset.write_text("".join(json.dumps({"id": f"a{i}", "problem": f"{i}+{i}", "answer": str(2 * i)}) + "\n"
-                               for i in range(12)), encoding="utf-8")
+    from orchestrator.store import Store
+
+    dataset = _arith(tmp_path)
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     first = subprocess.run(_sweep_cmd(cluster, whole, dataset), cwd=PROJECT, capture_output=True, text=True,
                            timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "(6 units run, 0 from the store)" in first.stdout
 
-    driver = subprocess.Popen(_sweep_cmd(cluster, resumed, dataset), cwd=PROJECT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(_sweep_cmd(cluster, resumed, dataset, tracking=True), cwd=PROJECT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
         while len(list((resumed / "samples").rglob("*.parquet"))) < 2 and time.monotonic() < deadline:
@@ -344,10 +369,63 @@ def test_driver_killed_and_resumed_equals_an_uninterrupted_run(cluster, tmp_path
         driver.wait()
     kept = {f: f.stat().st_mtime_ns for f in (resumed / "samples").rglob("*.parquet")}
     assert 2 <= len(kept) < 6
+    store = Store(resumed)
+    [dead] = store.sweep_ids()
+    status = store.sweep_status(dead)
+    assert status.state == "dead" and f"driver pid {driver.pid} " in status.detail and not status.closed
+    assert {r.info.status for r in _mlflow_runs(resumed, dead)} == {"RUNNING"}  # what a dead driver leaves
 
-    again = subprocess.run(_sweep_cmd(cluster, resumed, dataset), cwd=PROJECT, capture_output=True, text=True,
-                           timeout=300)
+    again = subprocess.run(_sweep_cmd(cluster, resumed, dataset, tracking=True), cwd=PROJECT, capture_output=True,
+                           text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"({6 - len(kept)} units run, {len(kept)} from the store)" in again.stdout
+    assert f"sweep {dead} is dead (its driver is gone): its MLflow runs are now KILLED" in again.stderr
+    assert f"this sweep completes the unfinished sweep {dead} (the same 6 planned units" in again.stderr
+    assert f"({6 - len(kept)} units run, {len(kept)} from the store); completes sweep {dead}" in again.stdout
     assert all(f.stat().st_mtime_ns == t for f, t in kept.items())  # finished units are never re-run
     assert _store_rows(resumed).equals(_store_rows(whole))  # row for row
+    runs = _mlflow_runs(resumed, dead)
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}  # the parent and a child per budget
+    done = next(line for line in again.stdout.splitlines() if line.startswith("sweep:")).split()[1]
+    parent = [r for r in _mlflow_runs(resumed, done) if r.data.tags["ttc.kind"] == "sweep"]
+    assert parent[0].info.status == "FINISHED" and parent[0].data.tags["ttc.completes"] == dead
+
+    shown = subprocess.run([sys.executable, "-m", "orchestrator.cli", "show", f"store.root={resumed}"], cwd=PROJECT,
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and not shown.stderr, shown.stderr  # closed once, by the re-run
+    listed = dict(line.split(None, 1) for line in shown.stdout.splitlines())
+    assert listed[dead].startswith("dead ") and f"MLflow runs marked KILLED; completed by sweep {done}" in listed[dead]
+    assert listed[done].startswith("finished ")
+
+
+@pytest.mark.e2e
+def test_engine_killed_under_ttc_sweep_is_told(cluster, tmp_path):
+    import ray
+
+    store = tmp_path / "store"
+    out, err = tmp_path / "sweep.out", tmp_path / "sweep.err"
+    with out.open("w") as stdout_file, err.open("w") as stderr_file:
+        driver = subprocess.Popen(_sweep_cmd(cluster, store, _arith(tmp_path), tracking=True), cwd=PROJECT,
+                                  stdout=stdout_file, stderr=stderr_file)
+    try:
+        deadline = time.monotonic() + 240
+        while not list((store / "samples").rglob("*.parquet")) and time.monotonic() < deadline:
+            assert driver.poll() is None, err.read_text()
+            time.sleep(0.05)
+        # The engine now holds the next units (one running, one waiting): strike it.
+        [engine] = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("ttc.simtoy.")]
+        ray.kill(ray.get_actor(engine["name"], namespace=engine["namespace"]))
+        driver.wait(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    stdout, stderr = out.read_text(), err.read_text()
+    assert driver.returncode == 0, stdout + stderr
+    assert len(re.findall(rf"engine {re.escape(engine['name'])} \(model simtoy\) lost holding \d units: ", stderr)) == 1
+    requeued = re.findall(rf"unit \w+ re-queued: its engine {re.escape(engine['name'])} was lost; ", stderr)
+    assert requeued, stderr
+    units = "unit" if len(requeued) == 1 else "units"
+    assert f"(6 units run, 0 from the store); 1 engine lost, {len(requeued)} {units} re-queued" in stdout
+    sweep_id = next(line for line in stdout.splitlines() if line.startswith("sweep:")).split()[1]
+    [parent] = [r for r in _mlflow_runs(store, sweep_id) if r.data.tags["ttc.kind"] == "sweep"]
+    assert parent.data.metrics["units_retried"] == len(requeued) and parent.data.metrics["engines_lost"] == 1

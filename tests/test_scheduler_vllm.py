@@ -41,6 +41,7 @@ def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None):
     store = Store(cfg.store.path)
     backend = watched_backend()
     killed: list[str] = []
+    notes: list[str] = []
 
     def on_result(unit, batch, info):
         store.write_unit(unit.model.name, unit.dataset, unit.key, batch)
@@ -50,19 +51,25 @@ def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None):
             ray.kill(ray.get_actor(busy[0].name))
             killed.append(busy[0].name)
 
-    outcome = scheduler.run_models([(cfg.model, units)], cfg.cluster, on_result, backend=backend)
+    outcome = scheduler.run_models([(cfg.model, units)], cfg.cluster, on_result, backend=backend,
+                                   on_note=notes.append)
     files = sorted(store.root.rglob("*.parquet"))
     rows = pa.concat_tables([store.read_units([f]) for f in files]).sort_by(SORT)
-    return units, outcome, killed, rows
+    return units, outcome, killed, rows, notes
 
 
 def test_engine_actor_killed_mid_sweep(tiny_model, tiny_dataset, tmp_path, local_ray):
-    units, whole, _, expected = _sweep(tiny_model, tiny_dataset, tmp_path / "whole")
+    units, whole, _, expected, quiet = _sweep(tiny_model, tiny_dataset, tmp_path / "whole")
     assert whole.done == len(units) == 3 and not whole.failed and whole.retried == 0
+    assert whole.engines_lost == 0 and quiet == []
 
-    _, outcome, killed, rows = _sweep(tiny_model, tiny_dataset, tmp_path / "killed", kill_after=1)
+    _, outcome, killed, rows, notes = _sweep(tiny_model, tiny_dataset, tmp_path / "killed", kill_after=1)
     assert killed, "the engine actor was not killed"
     assert outcome.done == len(units) and not outcome.failed
     assert outcome.retried >= 1 and len(outcome.placements) == 2  # the killed engine and a fresh one
+    # One line for the lost engine, one per re-queued unit.
+    assert outcome.engines_lost == 1 and len(notes) == 1 + outcome.retried, notes
+    assert notes[0].startswith(f"engine {killed[0]} (model tiny) lost holding ")
+    assert all(f"re-queued: its engine {killed[0]} was lost" in n for n in notes[1:])
     assert rows.schema.equals(SAMPLE_SCHEMA) and rows.num_rows == expected.num_rows
     assert rows.drop_columns(["latency_s"]).equals(expected.drop_columns(["latency_s"]))

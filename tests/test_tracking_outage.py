@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import signal
 import socket
 import subprocess
@@ -150,16 +151,26 @@ def test_server_killed_mid_sweep_then_synced_twice(server, tiny_model, tiny_data
     stdout = out.read_text()
     assert manifest_lines_at_kill == 0  # the outage began before any unit finished
     sweep_id = _sweep_id(stdout)
-    assert f"ttc sync {sweep_id}" in stdout.replace("\n", "")
+    # The printed command names the store and server the sweep used, so it works as printed.
+    printed = next(line.strip() for line in stdout.splitlines() if line.strip().startswith(f"ttc sync {sweep_id}"))
+    command = shlex.split(printed)
+    assert command == ["ttc", "sync", sweep_id, f"store.root={store}", f"tracking.uri={server.uri}"]
     # The Parquet store is complete.
     rows = pq.ParquetDataset(sorted((store / "samples").rglob("*.parquet")), partitioning=None).read()
     assert rows.num_rows == 5 * 4 * len(BUDGETS)
     pending = store / "sweeps" / sweep_id / "tracking_pending.jsonl"
     assert pending.is_file()
 
+    # Still down: one line, exit 1, the journal as it was.
+    journal = pending.read_bytes()
+    down = ttc(*command[1:], cwd=tmp_path)
+    assert down.returncode == 1 and not down.stdout, down.stdout + down.stderr
+    assert len(down.stderr.strip().splitlines()) == 1 and down.stderr.startswith("ttc: sync failed: "), down.stderr
+    assert pending.read_bytes() == journal
+
     server.start()
     for expected in ("replayed", "nothing to sync"):
-        synced = ttc("sync", sweep_id, f"store.root={store}")
+        synced = ttc(*command[1:], cwd=tmp_path)  # from another directory: the printed command works as is
         assert synced.returncode == 0 and expected in synced.stdout, synced.stdout + synced.stderr
     assert not pending.exists()
     _assert_logged_once(server.uri, sweep_id)
