@@ -4,11 +4,11 @@
     .venv/bin/python bench/scheduler_scale.py --runs 1 --ray-units 0
 
 What runs, honestly:
-- The 256-GPU sweep runs the real dispatcher (orchestrator.scheduler.run_models: placement,
-  longest-first streaming, bounded in-flight, models in turn, replica retirement) against a
-  virtual-time backend: 32 simulated nodes x 8 GPUs, each replica an in-process SimEngine
-  (orchestrator/engines/sim.py) whose units take their simulated seconds on a virtual clock
-  instead of sleeping. 256 real Ray actors (one process each) cannot start on 2 cores and
+- The 256-GPU sweep runs the real dispatcher (orchestrator.dispatch.run_models: placement,
+  longest-first streaming, bounded in-flight, models in turn, replica retirement) against the
+  virtual-time backend (orchestrator/virtual_backend.py): 32 simulated nodes x 8 GPUs, each
+  replica an in-process SimEngine (orchestrator/engines/sim.py) whose units take their
+  simulated seconds on a virtual clock instead of sleeping. 256 real Ray actors (one process each) cannot start on 2 cores and
   24 GB, and a makespan of hours cannot be slept through; the virtual clock gives the same
   schedule the dispatcher would produce on a real cluster whose engines took those times.
   What the virtual backend leaves out is Ray's own latency (milliseconds against units of
@@ -19,6 +19,11 @@ What runs, honestly:
 - A second, real-Ray measurement (--ray-units) runs the same dispatcher through RayBackend
   on a local Ray with logical GPUs and sim actors that do not sleep, to show the driver's
   cost per unit including Ray's task submission, ray.wait and Arrow transfer.
+- Units in flight per replica: as the dispatcher sizes them from the engine's capacity (the
+  SimEngine's `capacity()`, if it has one; else 2). The virtual backend runs a replica's units one
+  after another at the engine's batched throughput, so more units in flight only commit work to a
+  replica earlier: it shows the cost of that at the end of a model's queue, not the gain of a fuller
+  batch (which a throughput-based simulation cannot show).
 - Static sharding is the baseline of lm-eval's data_parallel_size and SkyThought: each model
   in turn on all 256 GPUs, its units cut into equal contiguous slices, one per replica, up front.
 The lower bound is max(total GPU-seconds / 256, the longest single unit); model start-up
@@ -28,22 +33,19 @@ The lower bound is max(total GPU-seconds / 256, the longest single unit); model 
 from __future__ import annotations
 
 import argparse
-import heapq
-import itertools
 import statistics
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator import scheduler  # noqa: E402
 from orchestrator.config import ClusterConfig, ModelConfig  # noqa: E402
 from orchestrator.datasets import Problem  # noqa: E402
+from orchestrator.dispatch import run_models  # noqa: E402
 from orchestrator.engines.sim import SimEngine  # noqa: E402
 from orchestrator.plan import Unit, unit_key  # noqa: E402
-from orchestrator.scheduler import Finished, Placement, Ready, Replica  # noqa: E402
+from orchestrator.virtual_backend import VirtualCluster  # noqa: E402
 
 NODES, GPUS_PER_NODE = 32, 8
 BUDGETS, N_SAMPLES, PROBLEMS_PER_UNIT = (1024, 4096, 16384), 4, 2
@@ -51,81 +53,6 @@ LENGTHS = {"think_mean_tokens": 2000, "think_sigma": 0.8, "problem_sigma": 0.8, 
            "time_scale": 0}
 # name, tp, units, seconds per generated token, start-up seconds (loading weights)
 MODELS = [("big-70b", 8, 1200, 0.004, 60.0), ("mid-14b", 2, 2800, 0.0015, 30.0), ("small-1.5b", 1, 6000, 0.001, 20.0)]
-
-
-class VirtualCluster:
-    """A scheduler backend in virtual time: nodes with GPU counts, replicas as in-process SimEngines."""
-
-    def __init__(self, gpus_per_node: list[int]) -> None:
-        self.total = list(gpus_per_node)
-        self.free = list(gpus_per_node)
-        self.clock = 0.0
-        self.events: list = []
-        self.seq = itertools.count()
-        self.waiting: deque[Replica] = deque()
-        self.node_of: dict[Replica, int] = {}
-        self.engines: dict[Replica, SimEngine] = {}
-        self.busy_until: dict[Replica, float] = {}
-        self.unit_seconds: dict[str, tuple[float, int]] = {}  # unit key -> (seconds, GPUs)
-        self.engine_cpu = 0.0
-        self.startup_gpu_s = 0.0  # GPU-seconds spent loading engines
-
-    def nodes(self) -> list[tuple[float, float]]:
-        return [(float(g), float(2 * g)) for g in self.total]
-
-    def _push(self, at: float, event) -> None:
-        heapq.heappush(self.events, (at, next(self.seq), event))
-
-    def _place(self) -> None:
-        """Give waiting replicas the first node with room, in request order (later small ones may pass)."""
-        still: deque[Replica] = deque()
-        for replica in self.waiting:
-            need = replica.spec.gpus
-            node = next((i for i, free in enumerate(self.free) if free >= need), None)
-            if node is None:
-                still.append(replica)
-                continue
-            self.free[node] -= need
-            self.node_of[replica] = node
-            t = time.process_time()
-            engine = self.engines[replica] = SimEngine(replica.model)
-            self.engine_cpu += time.process_time() - t
-            ready_at = self.clock + engine.settings.startup_s
-            self.startup_gpu_s += engine.settings.startup_s * need
-            self.busy_until[replica] = ready_at
-            self._push(ready_at, Ready(replica, engine.info(), Placement(
-                replica.model.name, replica.name, (f"node{node}",), (), replica.spec.placement_group)))
-        self.waiting = still
-
-    def start(self, replica: Replica) -> None:
-        self.waiting.append(replica)
-        self._place()
-
-    def submit(self, replica: Replica, unit: Unit) -> None:
-        t = time.process_time()
-        batch, seconds = self.engines[replica].simulate(unit)
-        self.engine_cpu += time.process_time() - t
-        self.unit_seconds[unit.key] = (seconds, replica.spec.gpus)
-        begin = max(self.clock, self.busy_until[replica])  # a replica runs its units one after another
-        self.busy_until[replica] = begin + seconds
-        self._push(begin + seconds, Finished(replica, unit, batch))
-
-    def stop(self, replica: Replica) -> None:
-        if replica in self.node_of:
-            self.free[self.node_of.pop(replica)] += replica.spec.gpus
-            del self.engines[replica]
-            self._place()
-        elif replica in self.waiting:
-            self.waiting.remove(replica)
-
-    def wait(self) -> list:
-        at, _, event = heapq.heappop(self.events)
-        self.clock = at
-        return [event]
-
-    def close(self) -> None:
-        for replica in list(self.node_of) + list(self.waiting):
-            self.stop(replica)
 
 
 def make_work(seed: int) -> list[tuple[ModelConfig, list[Unit]]]:
@@ -160,7 +87,7 @@ def run_dynamic(work, cluster: ClusterConfig) -> dict:
         callback_cpu += time.process_time() - t
 
     cpu, wall = time.process_time(), time.perf_counter()
-    outcome = scheduler.run_models(work, cluster, on_result, backend=backend)
+    outcome = run_models(work, cluster, on_result, backend)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     units = sum(len(u) for _, u in work)
     assert outcome.done == units == len(seen) and not outcome.failed, (outcome.done, units, outcome.failed[:3])
@@ -191,10 +118,9 @@ def run_static(work, bound: float, busy: float) -> dict:
 
 def ray_driver_cost(n_units: int) -> dict:
     """The same dispatcher through RayBackend: a local Ray with 8 logical GPUs, 4 sim actors that never sleep."""
-    import ray
+    from orchestrator.ray_backend import RayBackend, start_ray, stop_ray
 
-    ray.init(address="local", num_cpus=4, num_gpus=8, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+    start_ray(ClusterConfig(num_cpus=4, num_gpus=8))
     try:
         model = ModelConfig(name="ray-sim", path="sim/ray-sim", engine="sim", answer_max_tokens=32,
                             sim=dict(LENGTHS, think_mean_tokens=200, seconds_per_token=0.001))
@@ -202,14 +128,15 @@ def ray_driver_cost(n_units: int) -> dict:
         units = [Unit(f"ray-{j}", model, "bench", tuple(problems[2 * j:2 * j + 2]), BUDGETS, N_SAMPLES, 0, "cap")
                  for j in range(n_units)]
         # Warm up: start the actors, so the measurement is of units, not of process start-up.
-        scheduler.run_models([(model, units[:8])], ClusterConfig(replicas=4), lambda *a: None)
+        cluster = ClusterConfig(replicas=4)
+        run_models([(model, units[:8])], cluster, lambda *a: None, RayBackend(cluster))
         cpu, wall = time.process_time(), time.perf_counter()
-        outcome = scheduler.run_models([(model, units[8:])], ClusterConfig(replicas=4), lambda *a: None)
+        outcome = run_models([(model, units[8:])], cluster, lambda *a: None, RayBackend(cluster))
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         assert outcome.done == n_units - 8 and not outcome.failed
         return {"driver_ms": 1e3 * cpu / outcome.done, "wall_ms": 1e3 * wall / outcome.done, "units": outcome.done}
     finally:
-        ray.shutdown()
+        stop_ray()
 
 
 def main() -> None:

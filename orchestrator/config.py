@@ -237,9 +237,11 @@ class ClusterConfig:
     """Engine replicas per model (null: as many as the cluster's GPUs allow for the model's
     tensor_parallel_size, or 1 on a cluster without GPUs). Replicas that do not fit wait for
     resources (an autoscaler may add nodes); no units are sent to them before they start."""
-    max_in_flight: int = 2
-    """Units sent to one replica ahead of its results (one running, the rest waiting), so the
-    engine never waits for the driver; near the end of a model's queue each replica gets one."""
+    max_in_flight: int | None = None
+    """Units one replica holds at once (null: sized from its engine's KV cache: enough units that
+    their samples fill it, plus one waiting, at most 32; 2 for an engine that does not report its
+    capacity). A number overrides it. Near the end of a model's queue the last units go to the
+    least busy replicas (orchestrator/dispatch.py)."""
     placement_group_min_tp: int = 8
     """Replicas with tensor_parallel_size at or above this reserve their GPUs as a STRICT_PACK
     placement group of one-GPU bundles on one node (vLLM then runs its workers as Ray actors in
@@ -263,8 +265,8 @@ class ClusterConfig:
                    "only with cluster.kind=local (a running cluster has its own resources)")
         _check(self.replicas is None or (_is_int(self.replicas) and self.replicas >= 1),
                "cluster.replicas", self.replicas, "null or an integer >= 1")
-        _check(_is_int(self.max_in_flight) and self.max_in_flight >= 1, "cluster.max_in_flight",
-               self.max_in_flight, "an integer >= 1")
+        _check(self.max_in_flight is None or (_is_int(self.max_in_flight) and self.max_in_flight >= 1),
+               "cluster.max_in_flight", self.max_in_flight, "null (sized from the engine's capacity) or an integer >= 1")
         _check(_is_int(self.placement_group_min_tp) and self.placement_group_min_tp >= 1,
                "cluster.placement_group_min_tp", self.placement_group_min_tp, "an integer >= 1")
         _check(_is_int(self.max_retries) and self.max_retries >= 0, "cluster.max_retries",

@@ -91,11 +91,12 @@ def check(grid: Config | Sequence[Config], placement: bool = True) -> Checked:
         check_prompts(part, probs)
     models = list({part.model.name: part.model for part in parts}.values())
     if placement and todo and cfg.cluster.kind == "local":
-        from orchestrator import scheduler  # imports Ray (starts nothing)
+        from orchestrator import ray_backend  # imports Ray (starts nothing)
+        from orchestrator.dispatch import SchedulerError
 
         try:
-            scheduler.check_placement(models, cfg.cluster, local=True)
-        except scheduler.SchedulerError as err:
+            ray_backend.check_placement(models, cfg.cluster, local=True)
+        except SchedulerError as err:
             raise ConfigError(str(err)) from None
     return Checked(parts, problems, units, cached, todo, store, size)
 

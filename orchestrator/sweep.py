@@ -3,7 +3,9 @@
 `run(cfg)` is what `ttc sweep`, `jobs/sweep.py` and the tests call; `run([cfg, ...])` runs a
 grid over several (model, dataset) pairs as one sweep, each model's engines loaded once. Everything that can be
 checked before work starts (orchestrator/preflight.py, then placement on the cluster) is checked before
-the sweep directory or an MLflow run exists, so bad input leaves nothing behind.
+the sweep directory or an MLflow run exists, so bad input leaves nothing behind. The engines are
+requested right after those checks and load while the sweep directory and its MLflow runs are
+created; a sweep whose units are all in the store starts none.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from analysis.cells import compute_cells
 from analysis.plots import plot_accuracy_vs_compute
-from orchestrator import preflight
+from orchestrator import dispatch, preflight
 from orchestrator.config import Config, ConfigError, resolve_path
 from orchestrator.errors import SweepError
 from orchestrator.plan import Unit, model_shape
@@ -57,27 +59,48 @@ class SweepResult:
 def run(grid: Config | Sequence[Config], console: Console | None = None) -> SweepResult:
     """Run the sweep and return where its results are. `grid` is one config, or one per
     (model, dataset) pair of a grid that shares its sweep, store, tracking and cluster sections."""
-    from orchestrator import scheduler  # Ray loads only once the inputs are known to be good
+    from orchestrator import ray_backend  # Ray loads only once the inputs are known to be good
 
     checked = preflight.check(grid)  # every check that needs no cluster: nothing started, nothing written
     console = console or Console(stderr=True)
     try:
         if checked.todo:  # placement on the cluster itself, before anything is written: bad input if it cannot be
-            _start_ray_for(checked.parts, scheduler)
+            _start_ray_for(checked.parts, ray_backend)
         return _run_started(checked.parts, checked.problems, checked.units, checked.cached, checked.todo,
-                            checked.store, console, scheduler)
+                            checked.store, console, ray_backend)
     finally:
-        scheduler.stop_ray()
+        ray_backend.stop_ray()
 
 
 def _run_started(parts: list[Config], problems: list[list], units, cached, todo, store: Store, console: Console,
-                 scheduler) -> SweepResult:
+                 ray_backend) -> SweepResult:
     cfg = parts[0]
     cached, damaged = _verify_stored(cached, store, console)
     if damaged:
         if not todo:  # run() saw nothing to run and started no Ray: start it for the units to regenerate
-            _start_ray_for(parts, scheduler)
+            _start_ray_for(parts, ray_backend)
         todo = [*todo, *damaged]
+    if not todo:  # every unit is in the store: no engine starts
+        return _run_dispatching(parts, problems, units, cached, todo, damaged, store, console, None)
+    # The engines load (~20 s for vLLM) while the driver closes dead sweeps and creates the sweep's
+    # directory and MLflow runs; _schedule hands the dispatcher its result handler before it runs.
+    by_model: dict[str, tuple] = {}
+    for unit in todo:  # one model's units together: its engines load once, then go
+        by_model.setdefault(unit.model.name, (unit.model, []))[1].append(unit)
+    dispatcher = dispatch.Dispatcher(list(by_model.values()), cfg.cluster, lambda *a: None,
+                                     ray_backend.RayBackend(cfg.cluster))
+    try:
+        dispatcher.start()
+        return _run_dispatching(parts, problems, units, cached, todo, damaged, store, console, dispatcher)
+    except dispatch.SchedulerError as err:
+        raise SweepError(str(err)) from None
+    finally:
+        dispatcher.close()
+
+
+def _run_dispatching(parts: list[Config], problems: list[list], units, cached, todo, damaged, store: Store,
+                     console: Console, dispatcher: dispatch.Dispatcher | None) -> SweepResult:
+    cfg = parts[0]
     for line in close_dead_sweeps(store):
         console.print(escape(line), soft_wrap=True)
     keys = sorted(u.key for u in units)
@@ -119,7 +142,7 @@ def _run_started(parts: list[Config], problems: list[list], units, cached, todo,
     ok = False
     try:
         if todo:
-            outcome = _schedule(cfg, todo, store, record, tracker, console, scheduler)
+            outcome = _schedule(todo, dispatcher, store, record, tracker, console)
             failed = [(u.key, why) for u, why in outcome.failed]
         samples = store.sweep_samples(sweep_id)
         simulated = {p.model.name for p in parts if p.model.engine == "sim"}
@@ -171,12 +194,12 @@ def _verify_stored(cached: list[Unit], store: Store, console: Console) -> tuple[
     return good, damaged
 
 
-def _start_ray_for(parts: list[Config], scheduler) -> None:
+def _start_ray_for(parts: list[Config], ray_backend) -> None:
     """Start Ray and check the models' placement, as run() does before anything is written."""
-    scheduler.start_ray(parts[0].cluster)
+    ray_backend.start_ray(parts[0].cluster)
     try:
-        scheduler.check_placement(list({p.model.name: p.model for p in parts}.values()), parts[0].cluster)
-    except scheduler.SchedulerError as err:
+        ray_backend.check_placement(list({p.model.name: p.model for p in parts}.values()), parts[0].cluster)
+    except dispatch.SchedulerError as err:
         raise ConfigError(str(err)) from None
 
 
@@ -219,9 +242,9 @@ class LiveStats:
                 for key, (problems, rows, correct) in self.rows.items() if rows}
 
 
-def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, console: Console, scheduler):
-    """Run the missing units with a progress bar; store each one the moment it arrives; say (one line
-    each) which engines were lost and which units re-queued. Returns the scheduler's Outcome."""
+def _schedule(todo: list[Unit], dispatcher: dispatch.Dispatcher, store: Store, record, tracker, console: Console):
+    """Run the missing units on the started `dispatcher` with a progress bar; store each one the moment it
+    arrives; say (one line each) which engines were lost and which units re-queued. Returns its Outcome."""
     total_samples = sum(u.samples for u in todo)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -242,14 +265,9 @@ def _schedule(cfg: Config, todo: list[Unit], store: Store, record, tracker, cons
                     tagged = True
                 tracker.log_live(live.metrics())
 
-        by_model: dict[str, tuple] = {}
-        for unit in todo:  # one model's units together: its engines load once, then go
-            by_model.setdefault(unit.model.name, (unit.model, []))[1].append(unit)
-        try:
-            outcome = scheduler.run_models(list(by_model.values()), cfg.cluster, on_result, on_note=lambda line:
-                                           progress.console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True))
-        except scheduler.SchedulerError as err:
-            raise SweepError(str(err)) from None
+        dispatcher.on_result = on_result
+        dispatcher.note = lambda line: progress.console.print(f"[yellow]{escape(line)}[/]", soft_wrap=True)
+        outcome = dispatcher.run()
     if tracker:
         tracker.log_live(live.metrics(), force=True)
     lost = outcome.engines_lost

@@ -55,23 +55,25 @@ def toy_engine():
     engine.close()
 
 
-def watched_backend(hold: dict[str, int] | None = None):
+def watched_backend(hold: dict[str, int] | None = None, cluster=None):
     """The real Ray backend, noting the replicas it started and those ready (and where), so a test
     can strike an engine known to be running units.
 
     `hold` maps a model name to a replica count: that model's replicas are reported ready only once
-    that many are up, so every one of them gets work whatever order they start in.
+    that many are up, so every one of them gets work whatever order they start in. `cluster`: the
+    ClusterConfig the backend sizes its actors' threads from (cluster.max_in_flight).
     """
-    from orchestrator import scheduler
+    from orchestrator.dispatch import Placement, Ready, Replica
+    from orchestrator.ray_backend import RayBackend
 
-    class Watched(scheduler.RayBackend):
+    class Watched(RayBackend):
         def __init__(self, hold: dict[str, int]) -> None:
-            super().__init__()
+            super().__init__(cluster)
             self.hold = hold
-            self.held: list[scheduler.Ready] = []
+            self.held: list[Ready] = []
             self.started: list[str] = []
-            self.ready: dict[str, scheduler.Replica] = {}
-            self.where: dict[str, scheduler.Placement] = {}
+            self.ready: dict[str, Replica] = {}
+            self.where: dict[str, Placement] = {}
 
         def start(self, replica) -> None:
             self.started.append(replica.name)
@@ -81,7 +83,7 @@ def watched_backend(hold: dict[str, int] | None = None):
             passed: list = []
             while not passed:
                 for event in super().wait():
-                    held = isinstance(event, scheduler.Ready) and event.replica.model.name in self.hold
+                    held = isinstance(event, Ready) and event.replica.model.name in self.hold
                     (self.held if held else passed).append(event)
                 for name, count in list(self.hold.items()):
                     mine = [e for e in self.held if e.replica.model.name == name]
@@ -91,7 +93,7 @@ def watched_backend(hold: dict[str, int] | None = None):
                         self.held = [e for e in self.held if e not in mine]
                         passed += mine
             for event in passed:
-                if isinstance(event, scheduler.Ready):
+                if isinstance(event, Ready):
                     self.ready[event.replica.name] = event.replica
                     self.where[event.replica.name] = event.placement
             return passed

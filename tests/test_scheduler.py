@@ -1,10 +1,12 @@
-"""The scheduler on a multi-node local Ray cluster with logical GPUs, driving the simulated engine.
+"""The Ray backend on a multi-node local Ray cluster with logical GPUs, driving the simulated engine.
 
-Fast tier: the sim engine's rows and settings, the cluster config. End-to-end tier (`e2e`):
-placement of TP=2 and TP=4 replicas, a too-large TP failing at once, an engine actor killed
+Fast tier: the sim engine's rows and settings, the cluster config. End-to-end tier (`e2e`): what
+only a real Ray can show: placement of TP=2 and TP=4 replicas (actors holding GPUs, a STRICT_PACK
+placement group), a too-large TP refused against the live cluster's nodes, an engine actor killed
 mid-unit, a node removed mid-sweep; through the real `ttc sweep` command, an engine killed (the
 lines, the summary, the MLflow figures) and the driver killed and the sweep resumed (its status,
-its MLflow runs KILLED, the re-run naming the sweep it completes).
+its MLflow runs KILLED, the re-run naming the sweep it completes). The dispatching logic itself
+(order, units in flight, retries, models in turn) is tested in the fast tier: tests/test_dispatch.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pytest
 
 from orchestrator.config import ClusterConfig, ConfigError, ModelConfig, compose
 from orchestrator.datasets import Problem
+from orchestrator.dispatch import SchedulerError, run_models
 from orchestrator.engines.sim import SimEngine
 from orchestrator.plan import Unit, derive_seed
 from orchestrator.schema import SAMPLE_SCHEMA
@@ -32,8 +34,9 @@ SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "
 
 
 def sim_model(name: str = "sim", tp: int = 1, **sim) -> ModelConfig:
+    # A KV cache of one unit's samples (make_units: 2 problems x 3): two units in flight per replica.
     return ModelConfig(name=name, path=f"sim/{name}", engine="sim", tensor_parallel_size=tp,
-                       sim={"think_mean_tokens": 30, "seconds_per_token": 0.001} | sim)
+                       sim={"think_mean_tokens": 30, "seconds_per_token": 0.001, "capacity": 6} | sim)
 
 
 def make_units(model: ModelConfig, n: int, problems_per_unit: int = 2, seed: int = 0) -> list[Unit]:
@@ -88,6 +91,8 @@ def test_cluster_config():
     assert compose(["cluster=ray"]).cluster.kind == "ray"
     assert compose(["cluster=ray", "cluster.address=10.0.0.1:6379"]).cluster.address == "10.0.0.1:6379"
     assert compose([]).cluster.replicas is None
+    assert compose([]).cluster.max_in_flight is None  # sized from the engine's capacity
+    assert compose(["cluster.max_in_flight=3"]).cluster.max_in_flight == 3
     for override, needle in [("cluster.kind=k8s", "cluster.kind"), ("+cluster.address=h:1", "cluster.address"),
                              ("cluster.max_in_flight=0", "cluster.max_in_flight"),
                              ("cluster.replicas=0", "cluster.replicas")]:
@@ -147,16 +152,14 @@ def as_table(got: dict[str, pa.RecordBatch]) -> pa.Table:
 
 @pytest.mark.e2e
 def test_tp2_and_tp4_replicas_each_on_one_node(cluster):
-    from orchestrator import scheduler
-
     tp4, tp2 = sim_model("tp4", tp=4), sim_model("tp2", tp=2)
-    work = [(tp2, make_units(tp2, 4)), (tp4, make_units(tp4, 3))]
+    work = [(tp2, make_units(tp2, 6)), (tp4, make_units(tp4, 3))]
     got, on_result = collect()
     # tp2's replicas on the 4-GPU node wait for tp4's to go; until all three are up, none gets work
     # (else the one on the 2-GPU node could finish everything and the other two would be dropped).
     backend = watched_backend(hold={"tp2": 3})
-    outcome = scheduler.run_models(work, ClusterConfig(placement_group_min_tp=4), on_result, backend=backend)
-    assert outcome.done == 7 and not outcome.failed
+    outcome = run_models(work, ClusterConfig(placement_group_min_tp=4), on_result, backend)
+    assert outcome.done == 9 and not outcome.failed
     assert as_table(got).equals(expected_rows(work[0][1] + work[1][1]))
     four, two = node_with(4)[0], node_with(2)[0]
     by_model = {m: [p for p in outcome.placements if p.model == m] for m in ("tp4", "tp2")}
@@ -173,20 +176,19 @@ def test_tp2_and_tp4_replicas_each_on_one_node(cluster):
 
 @pytest.mark.e2e
 def test_too_large_tp_fails_at_once(cluster):
-    from orchestrator import scheduler
+    from orchestrator.ray_backend import RayBackend, check_placement
 
     model = sim_model("huge", tp=8)
-    with pytest.raises(scheduler.SchedulerError, match=r"tensor_parallel_size=8 .* largest node has 4 GPUs"):
-        scheduler.check_placement([sim_model("fits", tp=4), model], ClusterConfig())
-    with pytest.raises(scheduler.SchedulerError, match=r"tensor_parallel_size=8 .* largest node has 4 GPUs"):
-        scheduler.run_models([(model, make_units(model, 2))], ClusterConfig(), lambda *a: None)
+    with pytest.raises(SchedulerError, match=r"tensor_parallel_size=8 .* largest node has 4 GPUs"):
+        check_placement([sim_model("fits", tp=4), model], ClusterConfig())
+    with pytest.raises(SchedulerError, match=r"tensor_parallel_size=8 .* largest node has 4 GPUs"):
+        run_models([(model, make_units(model, 2))], ClusterConfig(), lambda *a: None, RayBackend())
     _assert_no_engine_actors()
 
 
 @pytest.mark.e2e
 def test_actor_killed_mid_unit_is_rerun(cluster):
     import ray
-    from orchestrator import scheduler
 
     model = sim_model("killed", seconds_per_token=0.002)  # ~0.6 s per unit
     units = make_units(model, 10)
@@ -202,14 +204,14 @@ def test_actor_killed_mid_unit_is_rerun(cluster):
             ray.kill(ray.get_actor(busy[0].name))
             killed.append(busy[0].name)
 
-    outcome = scheduler.run_models([(model, units)], ClusterConfig(replicas=2), on_result, backend=backend,
-                                   on_note=notes.append)
+    outcome = run_models([(model, units)], ClusterConfig(replicas=2), on_result, backend, on_note=notes.append)
     assert killed and outcome.retried >= 1 and not outcome.failed
     # Told as it happened: one line for the engine, one per unit re-queued.
     assert outcome.engines_lost == 1 and len(notes) == 1 + outcome.retried, notes
-    assert notes[0].startswith(f"engine {killed[0]} (model killed) lost holding ")
+    assert notes[0].startswith(f"engine {killed[0]} (model killed) lost holding {outcome.retried} units: ")
     assert all(n.startswith("unit killed-u") and f"re-queued: its engine {killed[0]} was lost" in n for n in notes[1:])
-    assert sum("it was running it (retry 1 of cluster.max_retries=2)" in n for n in notes) == 1
+    # The engine runs the units it holds at once: each of them loses an attempt.
+    assert all("it was running it (retry 1 of cluster.max_retries=2)" in n for n in notes[1:])
     assert outcome.done == len(units) == len(got)
     assert as_table(got).equals(expected_rows(units))  # no duplicate, no missing row
     assert len(backend.started) == 3  # two replicas, and a fresh one for the killed
@@ -218,61 +220,14 @@ def test_actor_killed_mid_unit_is_rerun(cluster):
 
 
 @pytest.mark.e2e
-def test_a_unit_that_kills_its_engine_fails_after_bounded_retries(cluster):
-    from orchestrator import scheduler
-
-    # Unit u1 (problems q2, q3) makes every engine that runs it exit, as a crashing engine would.
-    # ~0.5 s into u1 its engine dies: long after u0's result has left the process.
-    model = sim_model("poison", seconds_per_token=0.005, crash_on_problem="q2")
-    units = make_units(model, 5)
-    got, on_result = collect()
-    outcome = scheduler.run_models([(model, units)], ClusterConfig(replicas=1, max_retries=1), on_result)
-    assert [u.key for u, _ in outcome.failed] == ["poison-u1"]
-    assert "its engine died 2 times while running it (cluster.max_retries=1)" in outcome.failed[0][1]
-    # Units queued behind it on the dying engine never started: re-queued without losing an attempt.
-    assert outcome.done == 4 and as_table(got).equals(expected_rows([u for u in units if u.key != "poison-u1"]))
-    assert len(outcome.placements) == 3  # the first engine and one fresh engine per crash
-    _assert_no_engine_actors()
-
-
-@pytest.mark.e2e
-def test_engines_dying_at_start_are_bounded(cluster):
-    import ray
-    from orchestrator import scheduler
-
-    model = sim_model("doomed")
-    done = threading.Event()
-
-    def kill_every_replica():
-        while not done.is_set():
-            for name in _engine_actors("ttc.doomed."):
-                try:
-                    ray.kill(ray.get_actor(name))
-                except Exception:  # already gone, or a transient error from the cluster: try again
-                    pass
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_every_replica, daemon=True)
-    killer.start()
-    try:
-        outcome = scheduler.run_models([(model, make_units(model, 3))], ClusterConfig(replicas=1, max_retries=1),
-                                       lambda *a: None)
-    finally:
-        done.set()
-        killer.join()
-    assert outcome.failed and outcome.done + len(outcome.failed) == 3
-    assert all("cluster.max_retries=1" in why for _, why in outcome.failed), outcome.failed
-    _assert_no_engine_actors()
-
-
-@pytest.mark.e2e
 def test_node_removed_mid_sweep(cluster):
     import ray
-    from orchestrator import scheduler
 
     node = cluster.add_node(wait=False, num_cpus=2, num_gpus=2)
     cluster.wait_for_nodes(timeout=120)
-    model = sim_model("lost", tp=2, seconds_per_token=0.002)
+    # Slow enough that a unit on the removed node is still running when it goes (at 0.002 s a token its
+    # results could all be back before the removal, and nothing was lost to re-queue).
+    model = sim_model("lost", tp=2, seconds_per_token=0.01)
     units = make_units(model, 14)
     got, collect_result = collect()
     backend = watched_backend(hold={"lost": 4})  # every replica, the new node's too, gets work
@@ -286,7 +241,7 @@ def test_node_removed_mid_sweep(cluster):
             cluster.remove_node(node, allow_graceful=False)  # as a crash: no goodbye to the cluster
             removed.append(node)
 
-    outcome = scheduler.run_models([(model, units)], ClusterConfig(), on_result, backend=backend)
+    outcome = run_models([(model, units)], ClusterConfig(), on_result, backend)
     assert removed and not outcome.failed
     assert outcome.done == len(units) == len(got)
     assert as_table(got).equals(expected_rows(units))
@@ -318,7 +273,8 @@ def _assert_no_engine_actors():
 # --- the driver killed and the sweep resumed, through `ttc sweep` ----------------------------
 
 def _sweep_cmd(cluster, store: Path, dataset: Path, tracking: bool = False) -> list[str]:
-    sim = "{think_mean_tokens: 20, seconds_per_token: 0.01, seed: 3}"  # ~1.5 s per unit: time to kill the driver
+    # ~1.5 s per unit: time to kill the driver; a KV cache of one unit's samples (2 problems x 2): two in flight.
+    sim = "{think_mean_tokens: 20, seconds_per_token: 0.01, seed: 3, capacity: 4}"
     return [sys.executable, "-m", "orchestrator.cli", "sweep", "+model.engine=sim", "model.name=simtoy",
             "model.path=sim/toy", f"+model.sim={sim}", f"dataset.path={dataset}", "dataset.name=simarith",
             "sweep.budgets=[8,32]", "sweep.n=[1,2]", "sweep.problems_per_unit=2",

