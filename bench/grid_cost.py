@@ -78,11 +78,11 @@ def cell_by_cell(engine, problems, budgets, ns, seed):
         for n in ns:
             correct, votes = [], []
             if budget > 0:
-                outs = engine.llm.generate(
-                    [{"prompt_token_ids": p} for p in prompts],
+                outs = engine.generate(
+                    prompts,
                     [SamplingParams(n=n, temperature=m.temperature, top_p=m.top_p, top_k=m.top_k, max_tokens=budget,
                                     seed=derive_seed(seed, p.id, "cell", budget, n),
-                                    stop_token_ids=[engine.think_end_id]) for p in problems], use_tqdm=False)
+                                    stop_token_ids=[engine.think_end_id]) for p in problems])
                 thoughts = [[split_thinking(c.token_ids, engine.think_end_id, engine.eos_id) for c in o.outputs]
                             for o in outs]
             else:
@@ -92,13 +92,14 @@ def cell_by_cell(engine, problems, budgets, ns, seed):
                 for si, t in enumerate(ts):
                     decoded += len(t.token_ids)
                     tail = (engine.think_end_id,) if t.closed else tuple(engine.suffix_ids)
-                    requests.append({"prompt_token_ids": prompts[pi] + list(t.token_ids + tail)})
+                    requests.append(prompts[pi] + list(t.token_ids + tail))
                     params.append(SamplingParams(temperature=m.temperature, top_p=m.top_p, top_k=m.top_k,
                                                  max_tokens=m.answer_max_tokens,
                                                  seed=derive_seed(seed, p.id, "cell-answer", budget, n, si)))
-            answers = engine.llm.generate(requests, params, use_tqdm=False)
+            answers = engine.generate(requests, params)
             for pi, p in enumerate(problems):
-                graded = [engine.grader.grade(a.outputs[0].text, p.answer) for a in answers[pi * n:(pi + 1) * n]]
+                graded = [engine.graders.grade(a.outputs[0].text, p.answer).result()
+                          for a in answers[pi * n:(pi + 1) * n]]
                 decoded += sum(len(a.outputs[0].token_ids) for a in answers[pi * n:(pi + 1) * n])
                 correct.append(float(any(ok for _, ok in graded)))
                 # The vote over all n answers: maj@k with k = n has a single subset.

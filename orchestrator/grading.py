@@ -15,14 +15,18 @@ Verdicts are cached per (answer, reference): reasoning models repeat their answe
 maj@k votes with classes of mathematically equal answers, by the same equality
 (`Grader.vote_classes`, once per problem over all of its answers). math-verify logs the whole
 input when a parse times out (a megabyte on one line); the child caps what it logs.
+`GraderPool` puts a few Graders behind a thread pool, so that an engine's event loop hands
+grading off and never waits on a slow comparison.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import queue
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from multiprocessing.connection import Connection
 
@@ -207,11 +211,13 @@ class Grader:
                 self._cache[key] = False
         return self._cache[key]
 
-    def vote_classes(self, answers: Sequence[str | None], reference: str) -> list[int | None]:
+    def vote_classes(self, answers: Sequence[str | None], reference: str,
+                     correct: Sequence[bool] | None = None) -> list[int | None]:
         """maj@k's vote class of each of one problem's answers, by this grader's equality.
 
         Class 0 is the answers equal to the reference: exactly those `grade` calls correct (the same
-        cached verdicts). Wrong answers form classes 1, 2, ... numbered by first appearance in the
+        cached verdicts; `correct`, when given, is those verdicts, taken as they are: the rows were
+        graded by another grader of a pool). Wrong answers form classes 1, 2, ... numbered by first appearance in the
         order given (the engine gives (sample_idx, budget) order): an answer joins the first class
         whose first member it equals (normalised text first, then math-verify with the first member
         as the reference), else it opens a new class. None (no extracted answer) abstains: None.
@@ -221,10 +227,10 @@ class Grader:
         classes: list[int | None] = []
         firsts: list[str] = []  # first member of wrong class 1, 2, ...
         by_text: dict[str, int] = {}  # normalised text of a wrong answer -> its class
-        for answer in answers:
+        for i, answer in enumerate(answers):
             if answer is None:
                 classes.append(None)
-            elif self.equivalent(answer, reference):
+            elif correct[i] if correct is not None else self.equivalent(answer, reference):
                 classes.append(0)
             else:
                 text = _normalise(answer)
@@ -252,6 +258,60 @@ class Grader:
         self._proc = self._conn = None
 
     def __enter__(self) -> Grader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class GraderPool:
+    """`workers` Graders, each with its own math-verify child, behind a thread pool: thread-safe, and
+    every call returns a Future at once, so an engine's event loop never waits on a comparison.
+
+    The verdicts are a Grader's: the same answers get the same verdicts whichever Grader gives them
+    (unless a comparison times out, as with one Grader). Each call takes a free Grader for its
+    duration. `start()` starts every child in the background (their imports take seconds), so an
+    engine can overlap that with its own start rather than pay it while generating."""
+
+    def __init__(self, workers: int = 2, time_limit_s: int = TIME_LIMIT_S,
+                 startup_limit_s: int = STARTUP_LIMIT_S) -> None:
+        self._graders = [Grader(time_limit_s, startup_limit_s) for _ in range(workers)]
+        self._free: queue.SimpleQueue[Grader] = queue.SimpleQueue()
+        for grader in self._graders:
+            self._free.put(grader)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="grader")
+
+    def _with_grader(self, work: Callable[[Grader], object]) -> object:
+        grader = self._free.get()
+        try:
+            return work(grader)
+        finally:
+            self._free.put(grader)
+
+    def start(self) -> list[Future]:
+        """Start every child now, in the background; a child that cannot start raises from its Future."""
+        return [self._pool.submit(self._with_grader, Grader._start) for _ in self._graders]
+
+    def grade(self, text: str, reference: str) -> Future:
+        """A Future of `Grader.grade(text, reference)`."""
+        return self._pool.submit(self._with_grader, lambda g: g.grade(text, reference))
+
+    def vote_classes(self, answers: Sequence[str | None], reference: str,
+                     correct: Sequence[bool] | None = None) -> Future:
+        """A Future of `Grader.vote_classes(answers, reference, correct)`."""
+        return self._pool.submit(self._with_grader, lambda g: g.vote_classes(answers, reference, correct))
+
+    @property
+    def timeouts(self) -> int:
+        return sum(g.timeouts for g in self._graders)
+
+    def close(self) -> None:
+        """Drop queued work, wait for running comparisons (each has its time limit), stop every child."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for grader in self._graders:
+            grader.close()
+
+    def __enter__(self) -> GraderPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -46,18 +46,18 @@ def test_every_rung_equals_a_direct_capped_run(toy_engine, temperature):
     samples = _samples(unit)
     thinking, _ = engine.think(unit, prompts, samples)
     ladders = [cap_ladder(t, unit.budgets, engine.suffix_ids, engine.think_end_id) for t in thinking]
-    requests, answers = engine.answer(unit, prompts, samples, ladders)
+    answers = engine.answer(unit, prompts, samples, ladders)
 
     m = unit.model
     direct_prompts, direct_params, expected = [], [], []
     for (pi, si, seed), ladder in zip(samples, ladders):
         for rung in ladder:
-            direct_prompts.append({"prompt_token_ids": prompts[pi]})
+            direct_prompts.append(prompts[pi])
             direct_params.append(SamplingParams(temperature=m.temperature, top_p=m.top_p, top_k=m.top_k,
                                                 seed=seed, max_tokens=think_max_tokens(rung.budget),
                                                 stop_token_ids=[engine.think_end_id]))
             expected.append((pi, si, seed, rung))
-    direct = engine.llm.generate(direct_prompts, direct_params, use_tqdm=False)
+    direct = engine.generate(direct_prompts, direct_params)
     answer_prompts, answer_params, answered = [], [], []
     forced = natural = boundary = 0
     for out, (pi, si, seed, rung) in zip(direct, expected):
@@ -73,14 +73,14 @@ def test_every_rung_equals_a_direct_capped_run(toy_engine, temperature):
             natural += 1
             boundary += rung.think_tokens == rung.budget and thought.closed
         if rung.continuation is not None:
-            answer_prompts.append({"prompt_token_ids": prompts[pi] + list(rung.continuation)})
+            answer_prompts.append(prompts[pi] + list(rung.continuation))
             answer_params.append(SamplingParams(temperature=m.temperature, top_p=m.top_p, top_k=m.top_k,
                                                 seed=derive_seed(seed, "answer",
                                                                  rung.budget if rung.forced else "natural"),
                                                 max_tokens=m.answer_max_tokens))
             answered.append((pi, si, rung))
-    for out, (pi, si, rung) in zip(engine.llm.generate(answer_prompts, answer_params, use_tqdm=False), answered):
-        ladder_answer = answers[requests[(pi, si, *rung.continuation)]].outputs[0]
+    for out, (pi, si, rung) in zip(engine.generate(answer_prompts, answer_params), answered):
+        ladder_answer = answers[(pi, si, *rung.continuation)].outputs[0]
         assert out.outputs[0].token_ids == ladder_answer.token_ids, "the answer differs"
     print(f"direct capped runs: {forced} forced (budget > 0), {natural} natural, of which {boundary} "
           f"boundary (exactly B thinking tokens, then closed)")

@@ -49,18 +49,17 @@ def test_model_writes_well_formed_thinking_and_boxed_answers(toy_engine):
 
     engine = toy_engine
     problems = load_problems(compose(["dataset.limit=32"]).dataset)
-    outs = engine.llm.generate([{"prompt_token_ids": engine.prompt_ids(p.problem)} for p in problems],
-                               SamplingParams(temperature=0, max_tokens=60, stop_token_ids=[engine.think_end_id]),
-                               use_tqdm=False)
+    outs = engine.generate([engine.prompt_ids(p.problem) for p in problems],
+                           SamplingParams(temperature=0, max_tokens=60, stop_token_ids=[engine.think_end_id]))
     thoughts = [split_thinking(o.outputs[0].token_ids, engine.think_end_id, engine.eos_id) for o in outs]
     assert sum(t.closed for t in thoughts) >= 0.9 * len(problems)
     step = re.compile(r"^([+\-*]\d=\d,)+$")
     texts = [engine.tokenizer.decode(list(t.token_ids)) for t in thoughts if t.closed]
     assert sum(bool(step.match(t)) for t in texts) >= 0.9 * len(texts)
-    answers = engine.llm.generate(
-        [{"prompt_token_ids": engine.prompt_ids(p.problem) + list(t.token_ids) + [engine.think_end_id]}
+    answers = engine.generate(
+        [engine.prompt_ids(p.problem) + list(t.token_ids) + [engine.think_end_id]
          for p, t in zip(problems, thoughts) if t.closed],
-        SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
+        SamplingParams(temperature=0, max_tokens=8))
     assert all(re.fullmatch(r"\\boxed\{\d\}", a.outputs[0].text) for a in answers)
 
 

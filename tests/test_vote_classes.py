@@ -38,3 +38,19 @@ def test_an_answer_whose_comparisons_time_out_forms_its_own_class():
     tower = "9^{9^{9^{9^{9}}}}"
     with Grader(time_limit_s=1) as g:
         assert g.vote_classes(["4", tower, "4"], "5") == [1, 2, 1]
+
+
+def test_given_verdicts_decide_class_zero(grader):
+    # The engine grades rows on one grader of a pool and votes on another: class 0 is the rows graded correct.
+    assert grader.vote_classes(["3", "6/2", "4", None], "3", [True, False, False, False]) == [0, 1, 2, None]
+
+
+def test_a_pool_of_graders_gives_one_graders_verdicts_and_classes(grader):
+    from orchestrator.grading import GraderPool
+
+    texts = ["\\boxed{0.5}", "The Final Answer: 1/2", "\\boxed{3}", "no answer here", "so 7", "\\boxed{\\frac{2}{4}}"]
+    with GraderPool(workers=2, time_limit_s=10) as pool:
+        futures = [pool.grade(t, "\\frac{1}{2}") for t in texts]  # all at once, on both workers
+        assert [f.result() for f in futures] == [grader.grade(t, "\\frac{1}{2}") for t in texts]
+        answers = ["3", "3", "1/2", "0.5", "\\frac{1}{2}"]
+        assert pool.vote_classes(answers, "3").result() == grader.vote_classes(answers, "3") == [0, 0, 1, 1, 1]

@@ -52,6 +52,9 @@ class SimSettings:
     """Real seconds slept per simulated second; 0: no sleeping (virtual time)."""
     seed: int = 0
     """Mixed into every draw: two simulated models with different seeds differ."""
+    capacity: int = 64
+    """Sequences of model.max_model_len the simulated KV cache holds (`SimEngine.capacity()`: the
+    scheduler sizes units in flight from it, as from a real engine's KV cache)."""
     crash_on_problem: str | None = None
     """A problem id: the engine's process exits half way through any unit holding this problem,
     as an engine crashing mid-generation would (for testing the scheduler's retries)."""
@@ -71,6 +74,8 @@ class SimSettings:
                 ok, allowed = isinstance(value, int) and not isinstance(value, bool), "an integer"
             elif f.name == "crash_on_problem":
                 ok, allowed = value is None or (isinstance(value, str) and bool(value)), "null or a problem id"
+            elif f.name == "capacity":
+                ok, allowed = isinstance(value, int) and not isinstance(value, bool) and value >= 1, "an integer >= 1"
             elif f.name == "answer_tokens":
                 ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= model.answer_max_tokens
                 allowed = f"an integer in [1, model.answer_max_tokens={model.answer_max_tokens}]"
@@ -106,6 +111,10 @@ class SimEngine:
 
     def info(self) -> dict[str, str]:
         return {"engine": "sim", "engine_version": SIM_VERSION}
+
+    def capacity(self) -> int:
+        """Sequences of the longest possible length the simulated KV cache holds (`model.sim.capacity`)."""
+        return self.settings.capacity
 
     def _think_lengths(self, unit: Unit) -> list[tuple[int, int, int, int, bool]]:
         """(problem index, sample index, seed, thinking tokens, ended by itself) per sample."""
