@@ -37,7 +37,7 @@ from urllib.parse import urlparse
 from orchestrator.config import Config, ConfigError, ModelConfig, StoreConfig, TrackingConfig, resolve_path
 from orchestrator.datasets import Problem, load_problems
 from orchestrator.plan import Unit, estimate_size, plan_units
-from orchestrator.prompts import prompt_ids
+from orchestrator.prompts import context_tokens, prompt_ids
 from orchestrator.store import Store
 
 # Tracking-store schemes MLflow itself registers (mlflow/tracking/_tracking_service/utils.py); plugins add
@@ -206,16 +206,16 @@ def check_prompts(cfg: Config, problems: list[Problem]) -> None:
     if len(end) != 1:
         raise ConfigError(f"model.think_end={model.think_end!r} must be one token of the tokenizer in {local}; "
                           f"it is {len(end)} tokens")
-    suffix = max(len(tokenizer.encode(model.forcing_suffix, add_special_tokens=False)), 1)
+    suffix = len(tokenizer.encode(model.forcing_suffix, add_special_tokens=False))
     lengths = [(len(prompt_ids(tokenizer, model, p.problem)), p.id) for p in problems]
     longest, problem_id = max(lengths)
     budget = cfg.sweep.max_budget
-    need = longest + budget + suffix + model.answer_max_tokens
+    need = context_tokens(longest, budget, suffix, model)
     if need > model.max_model_len:
         too_long = sum(length > longest - (need - model.max_model_len) for length, _ in lengths)
         raise ConfigError(f"model.max_model_len={model.max_model_len}: problem {problem_id!r} of dataset "
                           f"'{cfg.dataset.name}' needs {need} tokens (prompt {longest} + largest budget {budget} "
-                          f"+ forcing suffix {suffix} + model.answer_max_tokens {model.answer_max_tokens}); "
+                          f"+ forcing suffix {max(suffix, 1)} + model.answer_max_tokens {model.answer_max_tokens}); "
                           f"{too_long} of {len(problems)} problems do not fit model '{model.name}'; lower "
                           "sweep.budgets, or use a model with a longer context")
 

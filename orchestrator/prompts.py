@@ -23,3 +23,9 @@ def prompt_ids(tokenizer, model: ModelConfig, problem: str) -> list[int]:
     if not text.rstrip().endswith(model.think_start):
         text += model.think_start
     return tokenizer.encode(text, add_special_tokens=False)
+
+
+def context_tokens(prompt_len: int, budget_max: int, suffix_len: int, model: ModelConfig) -> int:
+    """Tokens one sample's longest sequence needs: its prompt, the largest budget of thinking, the forcing
+    suffix (a natural continuation ends with the one-token delimiter instead), and the answer."""
+    return prompt_len + budget_max + max(suffix_len, 1) + model.answer_max_tokens

@@ -37,7 +37,7 @@ from orchestrator.budget import (Rung, Thinking, can_extend, cap_ladder, extend,
 from orchestrator.config import ModelConfig
 from orchestrator.grading import GraderPool
 from orchestrator.plan import Unit, derive_seed
-from orchestrator.prompts import prompt_ids
+from orchestrator.prompts import context_tokens, prompt_ids
 from orchestrator.schema import SAMPLE_SCHEMA
 
 GRADER_WORKERS = 2
@@ -223,8 +223,7 @@ class VLLMEngine:
     def _check_lengths(self, unit: Unit, prompts: list[list[int]]) -> None:
         m = unit.model
         for problem, prompt in zip(unit.problems, prompts):
-            # A natural continuation ends with the delimiter, a forced one with the suffix.
-            need = len(prompt) + unit.budgets[-1] + max(len(self.suffix_ids), 1) + m.answer_max_tokens
+            need = context_tokens(len(prompt), unit.budgets[-1], len(self.suffix_ids), m)
             if need > m.max_model_len:
                 raise EngineError(f"problem {problem.id}: prompt ({len(prompt)} tokens) + largest budget "
                                   f"+ forcing suffix + answer = {need} > model.max_model_len={m.max_model_len}")
