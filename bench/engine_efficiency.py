@@ -9,7 +9,7 @@ Each side runs in its own process (so whole-process figures include `import vllm
 engine's start, and peak memory is that side's alone):
 - ttc: orchestrator.engines.vllm.VLLMEngine; every unit of the sweep is run through `run_unit`
   from a thread pool holding as many units in flight as the dispatcher gives one replica
-  (orchestrator/dispatch.py: ceil(capacity() / samples per unit) + 1, capped), longest first,
+  (orchestrator/dispatch.py units_in_flight: KV-cache tokens over the largest unit's tokens, + 1), longest first,
   as the threaded engine actor would: grading, vote classes and Arrow rows included.
 - bare: the same requests straight into vLLM's AsyncLLM (with ttc's engine settings, vLLM's offline
   defaults included: usage context LLM_CLASS), all submitted at once, each sample's
@@ -141,15 +141,12 @@ def run_ttc(name: str, root: Path, problems: int, old: str | None, in_flight: in
     cfg, units = workload(name, root, problems)
     engine = _engine_class(name == "tail", old)(cfg.model)
     started = time.perf_counter()
-    samples = len(units[0].problems) * units[0].n_samples
     if in_flight:
         pass  # --in-flight: a fixed number of units at once, not the dispatcher's
     elif hasattr(engine, "capacity"):
-        try:
-            from orchestrator.dispatch import IN_FLIGHT_CAP
-        except ImportError:
-            IN_FLIGHT_CAP = 8
-        in_flight = max(1, min(IN_FLIGHT_CAP, math.ceil(engine.capacity() / samples) + 1))
+        from orchestrator.dispatch import units_in_flight
+
+        in_flight = units_in_flight(engine.capacity(), max(u.max_decode_tokens for u in units))
     else:
         in_flight = 1  # the synchronous engine runs one unit at a time
     units = sorted(units, key=lambda u: -len(u.problems) * u.n_samples)
@@ -305,7 +302,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--workloads", default="default,tail")
-    parser.add_argument("--problems", type=int, default=64, help="tail workload: problems (16 samples each)")
+    parser.add_argument("--problems", type=int, default=256, help="tail workload: problems (16 samples each)")
     parser.add_argument("--old-engine", help="a file holding the previous VLLMEngine (git show HEAD~:...), "
                                              "measured on the same workloads as a 'before' figure")
     parser.add_argument("--in-flight", type=int, help="ttc: units in flight (default: the dispatcher's rule)")
@@ -328,7 +325,7 @@ def main() -> None:
                   f"in {bare['gen_s']:.1f} s = {tps_bare:,.0f} tok/s; whole process {bare['whole_s']:.1f} s; "
                   f"peak RSS {bare['rss_self_mb']} MB, children {bare['rss_children_mb']}")
             print(f"[{name} run {run + 1}] ttc:  {ttc['units']} units, {ttc['in_flight']} in flight "
-                  f"(capacity {ttc['capacity']} sequences of max_model_len, max_num_seqs {ttc['max_num_seqs']}), "
+                  f"(KV cache {ttc['capacity']:,} tokens, max_num_seqs {ttc['max_num_seqs']}), "
                   f"{ttc['rows']:,} rows, answer tokens {ttc['answer_tokens_rows']:,} "
                   f"(bare {bare['answer_tokens']:,}); "
                   f"{ttc['gen_s']:.1f} s = {tps_ttc:,.0f} tok/s; whole process {ttc['whole_s']:.1f} s; "

@@ -8,15 +8,18 @@ bench/scheduler_scale.py).
   GPUs allow for its tensor_parallel_size, 1 without GPUs). A replica never spans nodes: a model
   whose tp exceeds every node's GPUs fails at once with SchedulerError.
 - **Streaming.** Units go out longest first. Each replica holds several units at once, so the
-  engine's running batch stays full: enough units that their samples fill the KV cache its engine
-  reports at start (`capacity()`: sequences of model.max_model_len it holds), plus one, so a new
-  unit is already there while one drains; at least 1, at most IN_FLIGHT_CAP (`cluster.max_in_flight`
-  overrides it). An engine that does not report a capacity runs one unit at a time and gets
-  UNKNOWN_CAPACITY_IN_FLIGHT (one running, one waiting). Near the end of a model's queue (fewer units
-  left than ready replicas) a unit goes only to a replica holding no more units than any other ready
-  one (one-at-a-time engines: only to an idle one), so the last units spread over every engine instead
-  of sharing one engine's batch (or waiting behind its straggler) while another idles. Each result is
-  handed to `on_result` the moment it arrives.
+  engine's running batch stays full: enough units that their samples, each at its longest, fill the
+  KV cache its engine reports at start (`capacity()`: tokens), plus one, so a new unit is already
+  there while one drains; at least 1, at most IN_FLIGHT_CAP (`cluster.max_in_flight` overrides it).
+  A sample's longest is what it may generate (`Unit.max_decode_tokens` per sample): its prompt is
+  shared by the problem's samples (prefix caching), and most samples stop well short of it, so a
+  heavy-tailed workload keeps its batch full while its units drain one straggler each. An engine
+  that does not report a capacity runs one unit at a time and gets UNKNOWN_CAPACITY_IN_FLIGHT (one
+  running, one waiting). Near the end of a model's queue (fewer units left than ready replicas) a
+  unit goes only to a replica holding no more units than any other ready one (one-at-a-time engines:
+  only to an idle one), so the last units spread over every engine instead of sharing one engine's
+  batch (or waiting behind its straggler) while another idles. Each result is handed to `on_result`
+  the moment it arrives.
 - **Models in turn.** Largest replicas first, so small ones fill the GPUs at the end. A replica
   is stopped as soon as its model's queue is empty and it is idle; the next model's replicas are
   requested when the queue empties and start on the GPUs so freed. Without GPUs a model starts
@@ -107,8 +110,7 @@ class Replica:
     requeued: int = 0  # of its units, re-queued at the front of the queue since it died
     info: dict | None = None
     capacity: int | None = None
-    """Sequences of model.max_model_len its engine's KV cache holds (None: it did not say; then it
-    runs one unit at a time)."""
+    """Tokens its engine's KV cache holds (None: it did not say; then it runs one unit at a time)."""
     allowance: int = 1
     """Units it may hold at once (set when it is ready)."""
 
@@ -120,7 +122,7 @@ class Ready:
     info: dict
     placement: Placement
     capacity: int | None = None
-    """The engine's `capacity()`; None for an engine without one (it runs one unit at a time)."""
+    """The engine's `capacity()` (KV-cache tokens); None for an engine without one (one unit at a time)."""
 
 
 @dataclass(frozen=True)
@@ -172,13 +174,26 @@ class Backend(Protocol):
         """Stop every replica still alive."""
 
 
+def units_in_flight(capacity: int | None, unit_tokens: int, max_in_flight: int | None = None) -> int:
+    """Units one replica holds at once: `max_in_flight` if given; else enough units of `unit_tokens` (what
+    the largest unit may generate) to fill an engine's KV cache of `capacity` tokens, plus one."""
+    if max_in_flight is not None:
+        return max_in_flight
+    if capacity is None:
+        return UNKNOWN_CAPACITY_IN_FLIGHT
+    # One more than fills the cache is already waiting while one drains. Sized by whole sequences of
+    # model.max_model_len instead, a heavy-tailed workload held too few units: each drained to its
+    # stragglers and the batch ran part empty (bench/engine_efficiency.py, tail: 0.81 of bare vLLM).
+    return max(1, min(IN_FLIGHT_CAP, math.ceil(capacity / unit_tokens) + 1))
+
+
 class _ModelRun:
     """One model's units and replicas."""
 
     def __init__(self, model: ModelConfig, units: list[Unit]) -> None:
         self.model = model
         self.queue = deque(sorted(units, key=lambda u: u.max_decode_tokens, reverse=True))  # longest first (stable)
-        self.unit_samples = max(u.samples for u in units)
+        self.unit_tokens = max(u.max_decode_tokens for u in units)  # the KV cache a unit may need at once
         self.replicas: list[Replica] = []
         self.ready = 0
         self.in_flight = 0
@@ -359,12 +374,7 @@ class Dispatcher:
 
     def _full_allowance(self, run: _ModelRun, capacity: int | None) -> int:
         """Units a ready replica may hold while its model's queue is long."""
-        if self.cluster.max_in_flight is not None:
-            return self.cluster.max_in_flight
-        if capacity is None:
-            return UNKNOWN_CAPACITY_IN_FLIGHT
-        # Enough units that their samples fill the KV cache, and one more already waiting while one drains.
-        return max(1, min(IN_FLIGHT_CAP, math.ceil(capacity / run.unit_samples) + 1))
+        return units_in_flight(capacity, run.unit_tokens, self.cluster.max_in_flight)
 
     def _suspect(self, unit: Unit) -> bool:
         """It lost an attempt with an engine: it runs alone, so a second death is charged to it alone."""

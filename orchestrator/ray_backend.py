@@ -93,7 +93,16 @@ class _EngineActor:
         return self.engine.info(), {"node_id": ctx.get_node_id(), "gpu_ids": [str(g) for g in gpus]}, capacity
 
     def run_unit(self, unit: Unit) -> pa.RecordBatch:
-        return self.engine.run_unit(unit)
+        try:
+            return self.engine.run_unit(unit)
+        except Exception:
+            if getattr(self.engine, "dead", lambda: False)():
+                # vLLM's engine process died under this live actor. Reported as the unit's error, it would
+                # charge every unit held and keep a replica that fails all that follow; ended, the actor
+                # is a lost engine: replaced, and its units re-queued.
+                logging.getLogger(__name__).error("the engine process died; ending the actor")
+                os._exit(1)
+            raise
 
 
 def _concurrent(engine: type) -> bool:

