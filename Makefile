@@ -7,6 +7,9 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ttc-installed
+BROWSER_STAMP := $(VENV)/.ttc-browser
+CHROMIUM := /usr/bin/chromium
+APT    := $(shell [ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
 .PHONY: run test install clean-results
@@ -14,7 +17,7 @@ ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 run: $(STAMP)
 	$(VENV)/bin/ttc sweep $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(BROWSER_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -28,6 +31,14 @@ $(STAMP): pyproject.toml
 	if [ "$(ENGINE)" = cpu ]; then $(PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec triton; fi
 	$(PY) -c "import vllm, ray, mlflow, hydra, math_verify; print('ttc installed: vllm', vllm.__version__)"
 	touch $(STAMP)
+
+# The end-to-end tier loads the MLflow UI in a real browser (tests/test_ui_browser.py): Debian's chromium,
+# driven by Playwright (the dev extra) at $(CHROMIUM). Playwright's own browser download is not used.
+$(BROWSER_STAMP): | $(STAMP)
+	test -x $(CHROMIUM) || $(APT) install -y --no-install-recommends chromium || \
+	  { $(APT) update && $(APT) install -y --no-install-recommends chromium; }
+	$(CHROMIUM) --version
+	touch $(BROWSER_STAMP)
 
 clean-results:
 	rm -rf ttc-results

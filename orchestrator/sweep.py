@@ -30,7 +30,7 @@ from orchestrator.config import Config, ConfigError, resolve_path
 from orchestrator.errors import SweepError
 from orchestrator.plan import Unit, model_shape
 from orchestrator.store import Store, new_sweep_id
-from orchestrator.tracking import Tracker, close_dead_sweeps
+from orchestrator.tracking import Tracker, close_dead_sweeps, ui_base
 
 
 @dataclass
@@ -54,6 +54,8 @@ class SweepResult:
     """Stored units found damaged, set aside and generated again."""
     completes: list[str] = field(default_factory=list)
     """Earlier unfinished sweeps (dead or stopped) that planned the same units: this one completes them."""
+    ui_links: tuple[str, str] | None = None
+    """(the sweep's runs with their charts, its parent run) in the MLflow UI; None when not logged."""
 
 
 def run(grid: Config | Sequence[Config], console: Console | None = None) -> SweepResult:
@@ -170,11 +172,13 @@ def _run_dispatching(parts: list[Config], problems: list[list], units, cached, t
         if tracker:
             tracker.finish(ok)
         store.end_sweep(sweep_id, ok)
+    # The model-training view of its runs, charts open: MLflow's UI would otherwise open on GenAI pages.
+    links = tracker.links(ui_base(cfg)) if tracker else None
     return SweepResult(sweep_id, sweep_dir, cells_path, plot_path, cells, len(todo) - len(failed), len(cached),
                        failed, tracker.uri if tracker else None, tracker.parent_id if tracker else None,
                        tracker.needs_sync if tracker else False, tracker.error if tracker else None,
                        outcome.retried if outcome else 0, outcome.engines_lost if outcome else 0, len(damaged),
-                       completes)
+                       completes, links)
 
 
 def _verify_stored(cached: list[Unit], store: Store, console: Console) -> tuple[list[Unit], list[Unit]]:
