@@ -1,7 +1,10 @@
 """Cells: aggregate a sweep's sample rows into the grid's table (DESIGN.md, "Cells table").
 
 For every (model, dataset, budget, strategy) and every N in the grid, `pass@k` and `maj@k`
-with k = N, each estimated per problem from all N_max samples, averaged over problems.
+with k = N, each estimated per problem from all N_max samples, averaged over problems. Where a
+verifier scored the rows (the `score` column, absent or null in rows stored without one), also
+`bon@k` (the top-scored sample of a k-subset) and `wmaj@k` (the vote class with the highest total
+score), whose compute adds the verifier's prefill of every scored sequence.
 
 maj@k votes with the rows' `vote_class` (the engine groups a problem's extracted answers into
 classes of mathematically equal answers with the grader's equality: 0 is the reference's class,
@@ -25,19 +28,31 @@ capped at B would spend it: the answer pass's re-reading of prompt and thinking 
 twice (vLLM serves it from the prefix cache), the prefix cache's savings on the prompt are not
 subtracted, and thinking the shared ladder generated beyond B for larger budgets is not charged
 to B. Rows without `suffix_tokens` (stored before it existed) count no suffix.
+
+The bill per problem (`sample_bill`, inputs in `Pricing`): engine-seconds = generated tokens (as in
+tokens_per_problem) / the engine's throughput (generated tokens per engine-second: what the sweep
+measured, else model.est_tokens_per_s). Apportioning by tokens is what sharing a batched engine means:
+a row's `latency_s` (queued to last token) runs while the engine serves every other request in its
+batch, so latency x (the request's tokens per second / the engine's) = tokens / throughput.
+Dollars per 1,000 queries: with token prices (model.price, USD per million tokens) a query is billed as
+one request capped at B: input = prompt (+ the forcing suffix when forced), output = thinking + the
+delimiter when the model closed thinking itself + answer; `cached_input` is not charged, since only
+ttc's shared ladder re-reads a cached prefix. Without token prices: engine-seconds x
+model.tensor_parallel_size GPUs x cost.gpu_hour_usd / 3600. Both are x N per problem, like tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from analysis.estimators import maj_at_k_estimate, mean_ci, pass_at_k
-from orchestrator.schema import AGGREGATORS, CELL_SCHEMA
+from analysis.estimators import best_of_k, maj_at_k_estimate, mean_ci, pass_at_k, weighted_maj_at_k_estimate
+from orchestrator.schema import AGGREGATORS, CELL_SCHEMA, VERIFIER_AGGREGATORS
 
 CORRECT_VOTE = 0
 """The vote of the reference's class (`vote_class` 0): maj@k counts a majority for it as right."""
@@ -77,10 +92,16 @@ def problem_estimate(g: pd.DataFrame, aggregator: str, k: int) -> float:
 
 
 def problem_estimate_se(g: pd.DataFrame, aggregator: str, k: int) -> tuple[float, float]:
-    """(`problem_estimate`, its Monte-Carlo standard error): 0 unless maj@k was estimated from random
-    subsets, drawn with the seed `vote_seed(problem, k)`."""
+    """(`problem_estimate`, its Monte-Carlo standard error): 0 unless maj@k or wmaj@k was estimated from
+    random subsets, drawn with the seed `vote_seed(problem, k)`. bon@k and wmaj@k read the `score` column
+    (null: unscored, ranked last by bon@k, abstaining in wmaj@k)."""
     if aggregator == "pass@k":
         return pass_at_k(len(g), int(g.correct.sum()), k), 0.0
+    if aggregator == "bon@k":
+        return best_of_k(list(g.score), list(g.correct), k), 0.0
+    if aggregator == "wmaj@k":
+        return weighted_maj_at_k_estimate(list(g.vote), list(g.score), CORRECT_VOTE, k,
+                                          seed=vote_seed(str(g.problem_id.iloc[0]), k))
     return maj_at_k_estimate(list(g.vote), CORRECT_VOTE, k, seed=vote_seed(str(g.problem_id.iloc[0]), k))
 
 
@@ -94,10 +115,69 @@ def flops_per_sample(tokens: np.ndarray, shape: dict[str, int] | None) -> np.nda
     return 2.0 * shape["parameters"] * t + 2.0 * shape["layers"] * attention_width * t**2
 
 
-def compute_cells(samples: pa.Table, ns: Sequence[int], shapes: dict[str, dict[str, int] | None] | None = None
+@dataclass(frozen=True)
+class Pricing:
+    """What one model's queries cost: the inputs of its bill columns (`sample_bill`)."""
+
+    tokens_per_s: float | None = None
+    """The engine's throughput: generated tokens per engine-second (measured, else model.est_tokens_per_s)."""
+    gpus: int = 1
+    """GPUs one engine holds (model.tensor_parallel_size)."""
+    gpu_hour_usd: float | None = None
+    """USD per GPU-hour (cost.gpu_hour_usd)."""
+    price: Mapping[str, float | None] | None = None
+    """USD per million tokens, {input, output, cached_input} (model.price); when set, dollars come from it."""
+
+
+def pricing_of(parts: Sequence, tokens_per_s: Mapping[str, float] | None = None) -> dict[str, Pricing]:
+    """Each model's Pricing from a sweep's configs (one per (model, dataset) pair): `tokens_per_s[model]`
+    where measured, else the model's planning figure model.est_tokens_per_s."""
+    out = {}
+    for cfg in parts:
+        m = cfg.model
+        measured = (tokens_per_s or {}).get(m.name)
+        out[m.name] = Pricing(tokens_per_s=float(measured if measured else m.est_tokens_per_s),
+                              gpus=m.tensor_parallel_size, gpu_hour_usd=cfg.cost.gpu_hour_usd,
+                              price=getattr(m, "price", None))  # model.price: a ModelConfig key of issue 13
+    return out
+
+
+BILL_COLUMNS = ("engine_seconds_per_problem", "usd_per_1k_queries")
+
+
+def sample_bill(rows: pd.DataFrame, pricing: Pricing | None) -> dict[str, float]:
+    """One sample's bill, the mean over a cell's rows (think_tokens, answer_tokens, prompt_tokens, forced,
+    suffix_tokens): {engine_seconds_per_problem, usd_per_1k_queries} for N = 1; a cell multiplies by N.
+    NaN where `pricing` lacks what a column needs (the module docstring gives the formulas)."""
+    nan = float("nan")
+    if pricing is None or rows.empty:
+        return dict.fromkeys(BILL_COLUMNS, nan)
+    generated = (rows.think_tokens + rows.answer_tokens).astype(float)
+    rate = pricing.tokens_per_s
+    engine_s = float(generated.mean() / rate) if rate and rate > 0 else nan
+    if pricing.price:
+        suffix = rows.suffix_tokens.fillna(0).astype(float) if "suffix_tokens" in rows else 0.0
+        forced = rows.forced.astype(bool)
+        tokens_in = rows.prompt_tokens.astype(float) + np.where(forced, suffix, 0.0)
+        tokens_out = generated + np.where(forced, 0.0, suffix)
+        usd = float((tokens_in * (pricing.price.get("input") or 0.0)
+                     + tokens_out * (pricing.price.get("output") or 0.0)).mean() / 1e6)
+    elif pricing.gpu_hour_usd is not None:
+        usd = engine_s * pricing.gpus * pricing.gpu_hour_usd / 3600.0
+    else:
+        usd = nan
+    return {"engine_seconds_per_problem": engine_s, "usd_per_1k_queries": 1000.0 * usd}
+
+
+def compute_cells(samples: pa.Table, ns: Sequence[int], shapes: dict[str, dict[str, int] | None] | None = None,
+                  verifier_shape: dict[str, int] | None = None, pricing: Mapping[str, Pricing] | None = None
                   ) -> pa.Table:
     """The cells table for `samples`, one row per (model, dataset, budget, strategy, n, aggregator).
-    `shapes` maps a model name to its `model_shape` (parameters, layers, heads, head_dim; for FLOPs)."""
+    `shapes` maps a model name to its `model_shape` (parameters, layers, heads, head_dim; for FLOPs).
+    Where a verifier scored rows (`score` not all null) bon@k and wmaj@k join pass@k and maj@k, and
+    their FLOPs add the verifier's (shape `verifier_shape`, NaN without one): one prefill of each scored
+    row's sequence, counted in the generator's tokens (the same tokenizer for the toy verifier).
+    `pricing` maps a model name to its Pricing (`pricing_of`), for the bill columns (NaN without)."""
     df = samples.to_pandas()
     if df.empty:
         return CELL_SCHEMA.empty_table()
@@ -111,10 +191,13 @@ def compute_cells(samples: pa.Table, ns: Sequence[int], shapes: dict[str, dict[s
         fewest = min(len(g) for _, g in per_problem)
         mean_generated = group.generated.mean()
         mean_flops = flops_per_sample(group.sequence.to_numpy(), (shapes or {}).get(model)).mean()
+        bill = sample_bill(group, (pricing or {}).get(model))
+        scored = group.score.notna().to_numpy() if "score" in group else np.zeros(len(group), dtype=bool)
+        verifier_flops = np.where(scored, flops_per_sample(group.sequence.to_numpy(), verifier_shape), 0.0).mean()
         for n in ns:
             if fewest < n:
                 continue  # fewer samples than N: this N cannot be estimated here
-            for aggregator in AGGREGATORS:
+            for aggregator in AGGREGATORS + (VERIFIER_AGGREGATORS if scored.any() else ()):
                 estimates = np.array([problem_estimate_se(g, aggregator, n) for _, g in per_problem])
                 values, errors = estimates[:, 0], estimates[:, 1]
                 low, high = mean_ci(values, fewest, mc_se=float(np.sqrt(np.sum(errors ** 2)) / len(values)))
@@ -124,7 +207,9 @@ def compute_cells(samples: pa.Table, ns: Sequence[int], shapes: dict[str, dict[s
                     "ci_low": low, "ci_high": high,
                     "mean_think_tokens": float(group.think_tokens.mean()),
                     "tokens_per_problem": float(n * mean_generated),
-                    "flops_per_problem": float(n * mean_flops),
+                    "flops_per_problem": float(n * (mean_flops + (verifier_flops if aggregator in VERIFIER_AGGREGATORS
+                                                                  else 0.0))),
                     "problems": len(per_problem), "samples": len(group),
+                    **{column: n * value for column, value in bill.items()},
                 })
     return pa.Table.from_pylist(rows, schema=CELL_SCHEMA)

@@ -5,7 +5,13 @@ Every N <= N_max is estimated from the same samples, never by drawing again:
 - `maj_at_k`: the expected accuracy of a majority vote over a uniformly random k-subset,
   computed exactly by counting subsets (a dynamic programme over answer classes), or, where
   that would be too slow (thousands of samples), estimated from 2,000 random subsets with
-  its standard error (`maj_at_k_estimate`).
+  its standard error (`maj_at_k_estimate`);
+- `best_of_k`: a verifier's best-of-N, the expected correctness of the highest-scored sample of a
+  uniformly random k-subset, exact in closed form from the sorted scores;
+- `weighted_maj_at_k`: a verifier-weighted vote, the expected correctness of the answer class with
+  the highest total score in a random k-subset, exact by enumerating the subsets where there are
+  few (every k of 16 samples), else from 2,000 random subsets with its standard error
+  (`weighted_maj_at_k_estimate`).
 
 A cell's accuracy is the mean of per-problem values in [0, 1]; `mean_ci` gives its interval
 over problems (a Wilson score interval with a design effect, see there). `bootstrap_ci`, the
@@ -18,6 +24,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
 from fractions import Fraction
+from itertools import combinations
 from math import comb, sqrt
 
 import numpy as np
@@ -97,6 +104,110 @@ def _maj_at_k_exact(c: int, others: list[int], abstain: int, k: int) -> float:
             if rest <= abstain:
                 wins += Fraction(comb(c, j) * w * comb(abstain, rest), t + 1)
     return float(wins / comb(n, k))
+
+
+def _choose_ratio(n: int, k: int) -> np.ndarray:
+    """r[a] = C(a, k) / C(n, k) for a = 0..n: the chance that a random k-subset of n lies inside a fixed
+    a-set. A product from the top (C(a, k) / C(a+1, k) = 1 - k/(a+1)), as in `pass_at_k`: no huge binomials."""
+    factors = 1.0 - k / np.arange(1, n + 1)  # factors[a] = 1 - k/(a+1), the step from a+1 down to a
+    ratio = np.ones(n + 1)
+    ratio[:n] = np.cumprod(np.clip(factors, 0.0, None)[::-1])[::-1]
+    return ratio
+
+
+def _score_keys(scores: Sequence[float | None]) -> np.ndarray:
+    """Scores as floats for ranking: None or NaN (an unscored sample) ranks below every score."""
+    keys = np.array([np.nan if s is None else float(s) for s in scores], dtype=float)
+    return np.where(np.isnan(keys), -np.inf, keys)
+
+
+def best_of_k(scores: Sequence[float | None], correct: Sequence[bool], k: int) -> float:
+    """Best-of-k with a verifier: the expected correctness of the highest-scored sample of a uniformly
+    random k-subset of one problem's samples. Samples tied at the top share the credit equally; an
+    unscored sample (None or NaN) ranks below every scored one.
+
+    Exact, in closed form: with the distinct scores in ascending order, a group of m samples tied at
+    score s (c of them correct) above L lower-scored samples is the top of the subset with probability
+    (C(L + m, k) - C(L, k)) / C(n, k), and then the chosen members of the group (a uniformly random
+    nonempty subset of it) are correct in fraction c / m on average, so the credit is the sum over
+    groups of c / m times that probability.
+    """
+    n = len(scores)
+    if len(correct) != n:
+        raise ValueError(f"best_of_k needs as many scores as correct flags, got {n} and {len(correct)}")
+    if not 1 <= k <= n:
+        raise ValueError(f"best_of_k needs 1 <= k <= len(scores), got k={k} with {n} scores")
+    keys = _score_keys(scores)
+    right = np.asarray(correct, dtype=bool)
+    ratio = _choose_ratio(n, k)
+    values, inverse, sizes = np.unique(keys, return_inverse=True, return_counts=True)  # ascending
+    hits = np.bincount(inverse, weights=right.astype(float), minlength=len(values))
+    below = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    top = ratio[below + sizes] - ratio[below]
+    return float(np.clip(np.sum(hits / sizes * top), 0.0, 1.0))
+
+
+# Subsets enumerated for an exact weighted majority: C(16, 8) = 12,870, so every k of 16 samples is
+# exact; beyond this (C(20, 10) = 184,756 is the largest exact middle) 2,000 random subsets are drawn.
+WMAJ_EXACT_SUBSETS = 200_000
+
+
+def weighted_maj_at_k(answers: Sequence[Hashable | None], scores: Sequence[float | None], correct: Hashable,
+                      k: int) -> float:
+    """Expected correctness of a verifier-weighted vote over a uniformly random k-subset of `answers`.
+
+    Each sample votes for its answer class (grouped as maj@k groups them) with its score as weight; the
+    class with the highest total wins. A sample with no answer or no score (None or NaN) abstains; a
+    subset with no votes is wrong; a tie of t classes holding the correct one counts 1/t (totals within
+    a relative 1e-9 tie, so float rounding does not split equal sums). Scores must be finite and >= 0
+    (probabilities of being correct): a negative weight would make a vote count against its class.
+    Exact where there are at most WMAJ_EXACT_SUBSETS subsets, else see `weighted_maj_at_k_estimate`.
+    """
+    return weighted_maj_at_k_estimate(answers, scores, correct, k)[0]
+
+
+def weighted_maj_at_k_estimate(answers: Sequence[Hashable | None], scores: Sequence[float | None],
+                               correct: Hashable, k: int, seed: int = 0) -> tuple[float, float]:
+    """(weighted maj@k, its standard error): exact (error 0) by enumerating all k-subsets when there are at
+    most WMAJ_EXACT_SUBSETS, else the mean over MC_SUBSETS uniformly random k-subsets drawn with `seed`."""
+    n = len(answers)
+    if len(scores) != n:
+        raise ValueError(f"weighted_maj_at_k needs as many scores as answers, got {len(scores)} and {n}")
+    if not 1 <= k <= n:
+        raise ValueError(f"weighted_maj_at_k needs 1 <= k <= len(answers), got k={k} with {n} answers")
+    weights = np.array([np.nan if s is None else float(s) for s in scores], dtype=float)
+    if np.any(np.isinf(weights)) or np.any(weights < 0):
+        raise ValueError("weighted_maj_at_k needs finite scores >= 0 (None or NaN abstains)")
+    # Column 0 is the correct class, 1.. the others; abstainers get no column.
+    classes: dict[Hashable, int] = {correct: 0}
+    votes = np.zeros((n, 1 + len({a for a in answers if a is not None and a != correct})))
+    totals = np.zeros_like(votes)
+    for i, (answer, w) in enumerate(zip(answers, weights)):
+        if answer is None or np.isnan(w):
+            continue
+        column = classes.setdefault(answer, len(classes))
+        votes[i, column], totals[i, column] = 1.0, w
+    if comb(n, k) <= WMAJ_EXACT_SUBSETS:
+        subsets = np.array(list(combinations(range(n), k)), dtype=np.intp).reshape(-1, k)
+        return float(_weighted_wins(subsets, votes, totals).mean()), 0.0
+    rng = np.random.default_rng(seed)
+    subsets = np.argsort(rng.random((MC_SUBSETS, n)), axis=1)[:, :k]
+    wins = _weighted_wins(subsets, votes, totals)
+    return float(wins.mean()), float(wins.std(ddof=1) / np.sqrt(MC_SUBSETS))
+
+
+def _weighted_wins(subsets: np.ndarray, votes: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """The correct class's credit in each subset (rows of sample indices): 1/t if it is among the t classes
+    with votes tied at the highest total, else 0."""
+    present = np.zeros((len(subsets), votes.shape[1]))
+    summed = np.zeros_like(present)
+    for j in range(subsets.shape[1]):  # column by column: no subsets x k x classes array
+        present += votes[subsets[:, j]]
+        summed += totals[subsets[:, j]]
+    summed = np.where(present > 0, summed, -np.inf)  # a class without votes in the subset cannot win
+    top = summed.max(axis=1, keepdims=True)
+    tied = (present > 0) & (summed >= top - 1e-9 * np.maximum(np.abs(top), 1.0))
+    return np.where(tied[:, 0], 1.0 / np.maximum(tied.sum(axis=1), 1), 0.0)
 
 
 def mean_ci(values: np.ndarray, n_samples: int, level: float = 0.95, mc_se: float = 0.0) -> tuple[float, float]:

@@ -7,7 +7,10 @@
   with the exponentiated power law fitted to it;
 - `plot_frontier`: the iso-compute frontier, the best (B, N) split of each compute level
   (`iso_compute_frontier` computes it);
-- `plot_accuracy_vs_compute`: the quick plot every sweep writes when it finishes.
+- `plot_accuracy_vs_compute`: the quick plot every sweep writes when it finishes;
+- `plot_headline`: the headline figure, every model on one compute axis: its frontier over all
+  (B, N), its serial curve and its parallel curve (`headline_curves` computes them), so a model
+  trained to think is seen climbing where one that is not stays flat.
 
 Each `figure_*` builds a matplotlib Figure (tests read its axes back); each `plot_*` writes
 it as PNG and SVG with one stem and returns the paths. `fits` are the curve records of
@@ -378,3 +381,83 @@ def figure_frontier(cells: pa.Table | pd.DataFrame, aggregator: str = "maj@k") -
 def plot_frontier(cells: pa.Table | pd.DataFrame, out: Path, aggregator: str = "maj@k") -> list[Path]:
     """Write the iso-compute frontier plot (`figure_frontier`) as PNG and SVG with the stem of `out`."""
     return save_figure(figure_frontier(cells, aggregator), out)
+
+
+# --- the headline figure: models compared on one compute axis ------------------------------------
+
+HEADLINE_COLUMNS = ["model", "dataset", "strategy", "curve", "budget", "n", "tokens_per_problem", "accuracy",
+                    "ci_low", "ci_high"]
+
+
+def headline_curves(cells: pa.Table | pd.DataFrame, aggregator: str = "maj@k",
+                    parallel_budget: int | None = None) -> pd.DataFrame:
+    """The three curves of the headline figure per (model, dataset, strategy), as rows (HEADLINE_COLUMNS)
+    with `curve` one of:
+    - "frontier": the cells no cheaper-or-equal cell beats, over every (B, N): each is more accurate
+      than everything spending less (ties go to the cheaper cell, then the smaller N);
+    - "serial": N = 1, budget rising (thinking longer);
+    - "parallel": N rising at one budget, `parallel_budget` or else the largest (voting over more samples).
+    Points are sorted by compute; cells off a log axis (no finite positive compute) are left out."""
+    df = _frame(cells)
+    df = df[df.aggregator == aggregator]
+    parts = []
+    for (model, dataset, strategy), g in df.groupby(["model", "dataset", "strategy"], sort=True):
+        ordered = g.sort_values(["tokens_per_problem", "accuracy", "n"], ascending=[True, False, True])
+        best = ordered.accuracy.cummax().shift(fill_value=-np.inf)
+        frontier = ordered[ordered.accuracy > best]
+        budget = parallel_budget if parallel_budget is not None else int(g.budget.max())
+        for curve, rows in (("frontier", frontier), ("serial", g[g.n == 1]), ("parallel", g[g.budget == budget])):
+            parts.append(rows.sort_values(["tokens_per_problem", "n"]).assign(curve=curve)[HEADLINE_COLUMNS])
+    if not parts:
+        return pd.DataFrame(columns=HEADLINE_COLUMNS)
+    return pd.concat(parts, ignore_index=True)
+
+
+def figure_headline(cells: pa.Table | pd.DataFrame, aggregator: str = "maj@k",
+                    parallel_budget: int | None = None) -> Figure:
+    """Accuracy against generated tokens per problem (log x), every model on one axis per (dataset,
+    strategy): per model its frontier over all (B, N) (thick, pale), its serial curve (N=1, budget rising,
+    circles, labelled with B) and its parallel curve (N rising at the largest budget or `parallel_budget`,
+    squares, labelled with N). A model trained to use thinking keeps climbing along both; one that is not
+    stays flat along the serial curve."""
+    curves = headline_curves(cells, aggregator, parallel_budget)
+    several = curves.strategy.nunique() > 1
+    keys = sorted(curves.groupby(["dataset", "strategy"]).groups) if len(curves) else []
+    fig, axes = _panels(keys, f"no {aggregator} cells to plot")
+    models = sorted(curves.model.unique()) if len(curves) else []
+    colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(models)}
+    for ax, (dataset, strategy) in zip(axes, keys):
+        here = curves[(curves.dataset == dataset) & (curves.strategy == strategy)]
+        for model, g in here.groupby("model", sort=True):
+            color = colors[model]
+            front, serial, parallel = (g[g.curve == c] for c in ("frontier", "serial", "parallel"))
+            # The frontier holds its last level up to the most any cell of the model spends.
+            fx = [*front.tokens_per_problem, g.tokens_per_problem.max()]
+            ax.step(fx, [*front.accuracy, *front.accuracy.iloc[-1:]], where="post", color=color, lw=7, alpha=0.22,
+                    solid_capstyle="round", zorder=2)
+            ax.plot(serial.tokens_per_problem, serial.accuracy, "o-", color=color, lw=2, markersize=6, zorder=4)
+            _errorbars(ax, serial, "tokens_per_problem", color)
+            ax.plot(parallel.tokens_per_problem, parallel.accuracy, "s--", color=color, lw=1.6, markersize=5,
+                    zorder=3)
+            _label_points(ax, serial.tokens_per_problem, serial.accuracy, [f"B={b}" for b in serial.budget], color)
+            tail = parallel[parallel.n > 1]
+            _label_points(ax, tail.tokens_per_problem, tail.accuracy, [f"N={n}" for n in tail.n], color)
+        _log_axis(ax)
+        ax.set_xlabel(TOKENS_LABEL)
+        _accuracy_axis(ax, f"{aggregator} accuracy")
+        budget = parallel_budget if parallel_budget is not None else int(here.budget[here.curve == "parallel"].max())
+        ax.set_title(f"{dataset}{f' ({strategy})' if several else ''}: thinking longer vs voting more")
+        handles = [Line2D([], [], color=colors[m], lw=3, label=m) for m in sorted(here.model.unique())]
+        handles += [Line2D([], [], color="grey", marker="o", lw=2, label="serial: N=1, budget B rises"),
+                    Line2D([], [], color="grey", marker="s", ls="--", lw=1.6,
+                           label=f"parallel: B={budget}, N rises"),
+                    Line2D([], [], color="grey", lw=7, alpha=0.3, label="frontier: best (B, N) at this compute")]
+        ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_headline(cells: pa.Table | pd.DataFrame, out: Path, aggregator: str = "maj@k",
+                  parallel_budget: int | None = None) -> list[Path]:
+    """Write the headline figure (`figure_headline`) as PNG and SVG with the stem of `out`; return the paths."""
+    return save_figure(figure_headline(cells, aggregator, parallel_budget), out)

@@ -4,9 +4,11 @@ Reads the sweep's cells (and its samples, for confidence intervals from a bootst
 problems) from the store and writes into the sweep directory:
     fits.json    every curve's points, each form's fit (fit_to_dict), the chosen form and why (or why
                  none could be chosen honestly), bootstrap resamples that could not be fitted
-    plots/       o1.{png,svg}, coverage.{png,svg}, frontier.{png,svg} (analysis.plots)
-    report.md    cells at key points, fitted parameters with CIs, model selection, extrapolation
-                 error, the best (B, N) split at a few compute levels
+    plots/       headline.{png,svg}, o1.{png,svg}, coverage.{png,svg}, frontier.{png,svg} (analysis.plots)
+    report.md    the headline figure, cells at key points, fitted parameters with CIs, model selection,
+                 extrapolation error, the best (B, N) split at a few compute levels, and the bill: per
+                 model the cheapest (B, N) reaching each accuracy level and how many times more a query
+                 costs at the top of its curve than at the bottom
 
 The curves of each (model, dataset, strategy):
     serial    accuracy at N=1 against tokens per problem, across budgets   logistic_log, power_law_error
@@ -37,7 +39,7 @@ import pandas as pd
 from analysis.cells import add_votes, problem_estimate
 from analysis.fit import (CRITERIA, FORMS, FitResult, FormSelection, fit_curve, fit_curve_bootstrap, fit_to_dict,
                           json_number, select_form)
-from analysis.plots import iso_compute_frontier, plot_coverage, plot_frontier, plot_o1
+from analysis.plots import iso_compute_frontier, plot_coverage, plot_frontier, plot_headline, plot_o1
 from orchestrator.schema import AGGREGATORS
 from orchestrator.store import Store, atomic_write
 
@@ -163,7 +165,8 @@ def analyze(store: Store | Path | str, sweep_id: str, aggregator: str = "maj@k",
                      for row in frontier.to_dict(orient="records")],
     }, indent=1, allow_nan=False))
     plots = store.plots_dir(sweep_id)
-    plot_paths = [*plot_o1(cells, records, plots / "o1", aggregator),
+    plot_paths = [*plot_headline(cells, plots / "headline", aggregator),
+                  *plot_o1(cells, records, plots / "o1", aggregator),
                   *plot_coverage(cells, records, plots / "coverage"),
                   *plot_frontier(cells, plots / "frontier", aggregator)]
     report_path = sweep_dir / "report.md"
@@ -320,6 +323,9 @@ def render_report(sweep_id: str, cells: pd.DataFrame, curves: list[CurveFit], fr
                  "(n - p - 1 > 0)" if criterion == "aicc" else
                  "Forms are chosen by the lowest held-out error, only among forms with fewer parameters than points")
               + "; where no form qualifies none is chosen and no fitted curve is drawn.", ""]
+    headline = next((p for p in plot_paths if p.stem == "headline" and p.suffix == ".png"), None)
+    if headline is not None:
+        lines += [f"![accuracy against test-time compute, every model]({headline.as_posix()})", ""]
     for (model, dataset), md in cells.groupby(["model", "dataset"], sort=True):
         lines += [f"## {model} on {dataset}", ""]
         for strategy, g in md.groupby("strategy", sort=True):
@@ -335,6 +341,8 @@ def render_report(sweep_id: str, cells: pd.DataFrame, curves: list[CurveFit], fr
                       *_budget_table([c for c in group if c.curve == "coverage"]), ""]
         f = frontier[(frontier.model == model) & (frontier.dataset == dataset)]
         lines += ["### Best split of a compute budget (iso-compute frontier)", "", *_frontier_table(f, aggregator), ""]
+        lines += [f"### The bill: the cheapest (B, N) reaching each {aggregator} level", "",
+                  *_bill_lines(md, aggregator), ""]
     lines += ["## Plots", ""] + [f"- [{p.name}]({p.as_posix()})" for p in plot_paths if p.suffix == ".png"] + [""]
     return "\n".join(lines)
 
@@ -441,6 +449,100 @@ def _frontier_table(f: pd.DataFrame, aggregator: str, levels: int = 5) -> list[s
                      f"{row.accuracy:.3f} [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}] | "
                      f"{_tokens(row.cell_tokens_per_problem)} |")
     return lines
+
+
+ACCURACY_LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+"""The accuracy levels of the bill table: 0.1, 0.2, ..., 1.0."""
+
+
+def cost_column(cells: pd.DataFrame) -> str:
+    """What "cost" means for `cells`: dollars per 1,000 queries where every cell has them, else tokens per
+    problem (the bill's dollars are proportional to tokens at a GPU-hour price in any case)."""
+    usd = cells.get("usd_per_1k_queries")
+    return "usd_per_1k_queries" if usd is not None and len(cells) and np.isfinite(usd.astype(float)).all() \
+        else "tokens_per_problem"
+
+
+def cheapest_cells(cells: pd.DataFrame, aggregator: str = "maj@k",
+                   levels: tuple[float, ...] = ACCURACY_LEVELS) -> pd.DataFrame:
+    """Per (model, dataset) and accuracy level: the cheapest cell (any strategy, B, N) whose `aggregator`
+    accuracy reaches the level (ties: fewer tokens, then smaller N), with `cost` (`cost_column`) and
+    `times_bottom` = its cost over the cheapest cell of the model's (the bottom of its curve). Levels no
+    cell reaches get a row with budget, n and cost missing."""
+    rows = []
+    df = cells[cells.aggregator == aggregator]
+    for (model, dataset), g in df.groupby(["model", "dataset"], sort=True):
+        column = cost_column(g)
+        g = g[np.isfinite(g[column].astype(float))].sort_values([column, "tokens_per_problem", "n", "budget"])
+        if g.empty:
+            continue
+        bottom = float(g[column].iloc[0])
+        for level in levels:
+            reach = g[g.accuracy >= level - 1e-9]
+            cell = reach.iloc[0] if len(reach) else None
+            rows.append({"model": model, "dataset": dataset, "level": level, "cost_column": column,
+                         "strategy": cell.strategy if cell is not None else None,
+                         "budget": int(cell.budget) if cell is not None else None,
+                         "n": int(cell.n) if cell is not None else None,
+                         "accuracy": float(cell.accuracy) if cell is not None else math.nan,
+                         "tokens_per_problem": float(cell.tokens_per_problem) if cell is not None else math.nan,
+                         "engine_seconds_per_problem": float(cell.get("engine_seconds_per_problem", math.nan))
+                         if cell is not None else math.nan,
+                         "usd_per_1k_queries": float(cell.get("usd_per_1k_queries", math.nan))
+                         if cell is not None else math.nan,
+                         "cost": float(cell[column]) if cell is not None else math.nan,
+                         "times_bottom": float(cell[column]) / bottom if cell is not None and bottom > 0 else math.nan})
+    return pd.DataFrame(rows)
+
+
+def cost_span(cells: pd.DataFrame, aggregator: str = "maj@k") -> pd.DataFrame:
+    """Per (model, dataset): the bottom of its curve (its cheapest cell), the top (the cheapest cell reaching
+    its best `aggregator` accuracy), and `ratio`, how many times more a query costs at the top."""
+    rows = []
+    df = cells[cells.aggregator == aggregator]
+    for (model, dataset), g in df.groupby(["model", "dataset"], sort=True):
+        column = cost_column(g)
+        g = g[np.isfinite(g[column].astype(float))].sort_values([column, "tokens_per_problem", "n", "budget"])
+        if g.empty:
+            continue
+        bottom = g.iloc[0]
+        top = g[g.accuracy >= g.accuracy.max() - 1e-9].iloc[0]
+        rows.append({"model": model, "dataset": dataset, "cost_column": column,
+                     "bottom_budget": int(bottom.budget), "bottom_n": int(bottom.n),
+                     "bottom_accuracy": float(bottom.accuracy), "bottom_cost": float(bottom[column]),
+                     "top_budget": int(top.budget), "top_n": int(top.n), "top_accuracy": float(top.accuracy),
+                     "top_cost": float(top[column]),
+                     "ratio": float(top[column]) / float(bottom[column]) if bottom[column] > 0 else math.nan})
+    return pd.DataFrame(rows)
+
+
+def _bill_lines(cells: pd.DataFrame, aggregator: str) -> list[str]:
+    """The bill of one (model, dataset): the cheapest (B, N) per accuracy level, then top against bottom."""
+    table = cheapest_cells(cells, aggregator)
+    span = cost_span(cells, aggregator)
+    if table.empty:
+        return ["No cells with a finite cost."]
+    several = cells.strategy.nunique() > 1
+    lines = [f"| {aggregator} ≥ | B | N | {aggregator} | tokens/problem | engine-s/problem | $ per 1,000 queries | "
+             "× bottom |", "|" + "---|" * 8]
+    for r in table.itertuples():
+        if r.budget is None or (isinstance(r.budget, float) and math.isnan(r.budget)):
+            lines.append(f"| {r.level:.1f} | not reached | | | | | | |")
+            continue
+        strategy = f" ({r.strategy})" if several else ""
+        lines.append(f"| {r.level:.1f} | {int(r.budget)}{strategy} | {int(r.n)} | {r.accuracy:.3f} | "
+                     f"{_tokens(r.tokens_per_problem)} | {_fmt(r.engine_seconds_per_problem)} | "
+                     f"{_usd(r.usd_per_1k_queries)} | {_fmt(r.times_bottom)} |")
+    s = span.iloc[0]
+    what = "dollars per 1,000 queries" if s.cost_column == "usd_per_1k_queries" else "generated tokens per problem"
+    lines += ["", f"A query at the top of the curve (B={s.top_budget}, N={s.top_n}: {aggregator} {s.top_accuracy:.3f}) "
+              f"costs **{_fmt(s.ratio)}×** one at the bottom (B={s.bottom_budget}, N={s.bottom_n}: "
+              f"{s.bottom_accuracy:.3f}), in {what}."]
+    return lines
+
+
+def _usd(value) -> str:
+    return "n/a" if value is None or not math.isfinite(float(value)) else f"{float(value):.3g}"
 
 
 def _acc(row) -> str:

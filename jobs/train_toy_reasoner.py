@@ -11,8 +11,14 @@ Problems are drawn fresh for every batch; the held-out set comes from another se
 problems never appear in training. `make_example` is the pure generator tests can check;
 torch and transformers are imported only inside the functions that train and save.
 
+`--kind base` trains the toy base model (models/toy-base) the same way, on the same problems, tokenizer
+and architecture, except that what it learns to emit between the thinking delimiters carries no
+computation: as many commas as the worked steps have tokens (`filler_thinking`). It spends the same
+thinking tokens as the reasoner but must answer from the problem alone, so thinking longer cannot help it.
+
 Examples:
     .venv/bin/python jobs/train_toy_reasoner.py --out models/toy-reasoner
+    .venv/bin/python jobs/train_toy_reasoner.py --kind base --out models/toy-base
     .venv/bin/python jobs/train_toy_reasoner.py --out /tmp/toy/model --steps 200
     .venv/bin/python jobs/train_toy_reasoner.py --out models/toy-reasoner \\
         --write-dataset data/toy_arith.jsonl
@@ -50,6 +56,10 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}{{ message['content'] }}{% endfor %}"
     "{% if add_generation_prompt %}" + THINK_START + "{% endif %}"
 )
+
+KINDS = ("reasoner", "base")
+"""What a model learns to think: the worked steps (reasoner) or filler carrying nothing (base)."""
+FILLER = ","  # one token already in the vocabulary: the base model keeps the reasoner's tokenizer
 
 TEST_SEED = 20_260_000  # the held-out set; training uses --seed, which must differ
 TEST_SIZE = 256
@@ -89,6 +99,12 @@ def make_example(rng: random.Random, steps: int | None = None) -> Example:
         problem.append(f"{op}{operand}")
         thinking.append(f"{op}{operand}={value},")
     return Example("".join(problem), "".join(thinking), str(value), steps)
+
+
+def filler_thinking(example: Example) -> str:
+    """The base model's thinking: as many filler tokens as the worked steps have (5 per operation), so it
+    spends what the reasoner spends, but they carry nothing: no intermediate result, not even the problem."""
+    return FILLER * len(example.thinking)
 
 
 def answer_text(answer: str) -> str:
@@ -150,8 +166,8 @@ def encode(text: str) -> list[int]:
     return [VOCAB.index(piece) for piece in re.findall(SPLIT_PATTERN, text)]
 
 
-def training_sequence(example: Example, cut: int | None) -> tuple[list[int], list[int]]:
-    """Input ids and labels (-100 where no loss) for one example.
+def training_sequence(example: Example, cut: int | None, kind: str = "reasoner") -> tuple[list[int], list[int]]:
+    """Input ids and labels (-100 where no loss) for one example; `kind` "base" thinks filler.
 
     Loss covers the thinking and the answer, not the prompt. With `cut`, the thinking
     stops after `cut` tokens and the forcing suffix follows. The suffix keeps its loss on
@@ -160,7 +176,7 @@ def training_sequence(example: Example, cut: int | None) -> tuple[list[int], lis
     maj@k equal to pass@1.)
     """
     prompt = prompt_ids(example.problem)
-    thinking = encode(example.thinking)
+    thinking = encode(example.thinking if kind == "reasoner" else filler_thinking(example))
     if cut is not None:
         thinking = thinking[:cut]
     end = encode(FORCING_SUFFIX if cut is not None else THINK_END)
@@ -170,8 +186,9 @@ def training_sequence(example: Example, cut: int | None) -> tuple[list[int], lis
     return ids, labels
 
 
-def make_batch(rng: random.Random, size: int, excluded: set[str]):
-    """A fresh batch of training examples, right-padded, as tensors."""
+def make_batch(rng: random.Random, size: int, excluded: set[str], kind: str = "reasoner"):
+    """A fresh batch of training examples, right-padded, as tensors. Both kinds draw the same problems
+    and cuts from the same seed (the filler is as long as the worked steps)."""
     import torch
 
     rows = []
@@ -183,7 +200,7 @@ def make_batch(rng: random.Random, size: int, excluded: set[str]):
         if rng.random() < CUT_FRACTION:
             # one character is one token: cut after 0 .. len-1 thinking tokens
             cut = rng.randrange(0, len(example.thinking))
-        rows.append(training_sequence(example, cut))
+        rows.append(training_sequence(example, cut, kind))
     width = max(len(ids) for ids, _ in rows)
     pad = VOCAB.index(PAD)
     input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
@@ -222,7 +239,8 @@ def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(model, steps: int, seed: int, batch_size: int, peak_lr: float, excluded: set[str]):
+def train(model, steps: int, seed: int, batch_size: int, peak_lr: float, excluded: set[str],
+          kind: str = "reasoner"):
     """The training loop; prints the loss every 100 steps."""
     import torch
 
@@ -234,7 +252,7 @@ def train(model, steps: int, seed: int, batch_size: int, peak_lr: float, exclude
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, peak_lr, warmup)
-        input_ids, labels, attention_mask = make_batch(rng, batch_size, excluded)
+        input_ids, labels, attention_mask = make_batch(rng, batch_size, excluded, kind)
         loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -266,10 +284,14 @@ def save(model, tokenizer, out: Path) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
+    parser.add_argument("--kind", choices=KINDS, default="reasoner",
+                        help="reasoner: think the worked steps; base: think filler (models/toy-base)")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (1 trains faster on cores other jobs are using)")
     parser.add_argument("--write-dataset", type=Path, default=None,
                         help="also write the held-out problems here (JSON lines)")
     return parser.parse_args()
@@ -282,16 +304,16 @@ def main() -> None:
     if args.seed == TEST_SEED:
         raise ValueError(f"--seed {args.seed} is the held-out set's seed; pick another")
     torch.manual_seed(args.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     test_set = make_test_set()
     if args.write_dataset is not None:
         write_dataset(args.write_dataset, test_set)
         print(f"wrote {len(test_set)} held-out problems to {args.write_dataset}")
     model = build_model()
     params = sum(p.numel() for p in model.parameters())
-    print(f"LlamaForCausalLM, {params:,} parameters, vocabulary {len(VOCAB)}")
+    print(f"LlamaForCausalLM ({args.kind}), {params:,} parameters, vocabulary {len(VOCAB)}")
     seconds = train(model, args.steps, args.seed, args.batch_size, args.lr,
-                    excluded={ex.problem for ex in test_set})
+                    excluded={ex.problem for ex in test_set}, kind=args.kind)
     save(model, build_tokenizer(), args.out)
     print(f"trained {args.steps} steps in {seconds / 60:.1f} min; saved to {args.out}")
 

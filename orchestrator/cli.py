@@ -67,7 +67,8 @@ def cmd_sweep(overrides: list[str], out: Console, dry_run: bool = False) -> int:
 
 
 def _print_size(checked, out: Console) -> None:
-    """The size of a checked sweep: units, samples, rows, decode tokens, hours, store growth, KV cache."""
+    """The size of a checked sweep: units, samples, rows, decode tokens, hours, store growth, KV cache; for
+    models behind a server or an API how they run (a chat API cell by cell), and the bill at model.price."""
     size, sweep = checked.size, checked.parts[0].sweep
 
     def say(text: str) -> None:  # names and paths are text, not rich markup
@@ -80,14 +81,41 @@ def _print_size(checked, out: Console) -> None:
     say(f"  {size['units']} units ({len(checked.cached)} in the store), {size['problems']} problems, "
         f"{size['samples']:,} samples, {size['rows']:,} sample rows (at most {size['max_unit_rows']:,} in one "
         f"unit; limits sweep.max_unit_rows={sweep.max_unit_rows:,}, sweep.max_rows={sweep.max_rows:,})")
-    rates = ", ".join(dict.fromkeys(f"{p.model.est_tokens_per_s:,.0f}" for p in checked.parts))
-    say(f"  at most {size['max_decode_tokens']:,.0f} decode tokens, about {size['gpu_hours']:,.1f} GPU-hours "
-        f"at {rates} tokens/s per replica (model.est_tokens_per_s)")
+    rates = ", ".join(dict.fromkeys(f"{p.model.est_tokens_per_s:,.0f}" for p in checked.parts
+                                    if p.model.engine != "openai"))
+    if rates:
+        say(f"  at most {size['max_decode_tokens']:,.0f} decode tokens, about {size['gpu_hours']:,.1f} GPU-hours "
+            f"at {rates} tokens/s per replica (model.est_tokens_per_s)")
+    else:
+        say("  no GPU-hours of ours: the models run behind model.base_url (requests and the bill below)")
     say(f"  store: about {size['new_store_bytes'] / 1e6:,.1f} MB of new samples under {checked.store.root} "
         f"({size['free_bytes'] / 1e9:,.1f} GB free)")
     for name, kv in size["kv"].items():
         say(f"  KV cache of {name}: {kv['bytes_per_token']:,} bytes per token; model.kv_cache_gib={kv['cache_gib']:g} "
             f"holds {kv['cache_bytes'] // kv['sequence_bytes']:,} sequences of model.max_model_len tokens")
+    for part, problems in zip(checked.parts, checked.problems):
+        m = part.model
+        if m.engine == "openai" and m.api == "chat":
+            kind = ("effort levels (model.effort_budgets)" if m.effort_budgets else
+                    "prompted budgets (model.budget_prompt)" if m.budget_prompt else "token limits (max_completion_tokens)")
+            say(f"  {m.name} runs cell by cell: a chat API cannot continue a prompt, so every budget is its own request "
+                f"({len(problems)} problems x {sweep.max_n} samples x {len(sweep.budgets)} budgets = "
+                f"{len(problems) * sweep.max_n * len(sweep.budgets):,} requests to {m.base_url}; budgets as {kind})")
+        elif m.engine == "openai":
+            say(f"  {m.name} is served at {m.base_url} (model.served_name={m.served_name or m.path}): the cap ladder "
+                "runs as in-process, over /v1/completions; its GPU time is the server's, not counted above")
+    bill = size.get("bill")
+    if bill:
+        cached = f" ({bill['cached_input_tokens']:,} of them cached)" if bill["cached_input_tokens"] else ""
+        if bill["usd_max"] is None:
+            bound = "no upper bound: effort levels and prompted budgets are not caps (set model.max_completion_tokens)"
+        elif bill["usd_max"] > bill["usd"] * 1.001:
+            bound = f"at most ${bill['usd_max']:,.2f} with every request at model.max_completion_tokens"
+        else:
+            bound = "an upper bound"
+        say(f"  estimated bill: ${bill['usd']:,.2f} at model.price ({bill['requests']:,} requests, about "
+            f"{bill['input_tokens']:,} input tokens{cached} and {bill['output_tokens']:,} output tokens at the "
+            f"budgets; {bound})")
 
 
 def _run_and_report(cfg, out: Console):

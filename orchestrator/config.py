@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import itertools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,9 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
-GROUPS = ("model", "dataset", "sweep", "tracking", "cluster", "experiment")
+GROUPS = ("model", "dataset", "sweep", "tracking", "cluster", "experiment", "verifier")
 STRATEGIES = ("cap", "extend")
-ENGINE_NAMES = ("vllm", "sim")
+ENGINE_NAMES = ("vllm", "sim", "openai")
 
 
 class ConfigError(ValueError):
@@ -86,6 +87,39 @@ class ModelConfig:
     scale; it is never a default and reports no accuracy."""
     sim: dict[str, Any] | None = None
     """Settings of the simulated engine (orchestrator/engines/sim.py); only with engine=sim."""
+    base_url: str | None = None
+    """engine=openai: the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (a vLLM or SGLang
+    server) or https://api.openai.com/v1."""
+    api_key_env: str | None = None
+    """engine=openai: the NAME of the environment variable holding the API key (null: send no key). The
+    key itself is never logged, stored, put in a unit key, a param or an error message."""
+    served_name: str | None = None
+    """engine=openai: the model id the server serves (GET /v1/models); null: model.path."""
+    api: str = "completions"
+    """engine=openai: 'completions' (an open server: the cap ladder exactly as in-process, token-id prompts,
+    per-request seeds, the tokenizer from model.path) or 'chat' (a closed reasoning API: no continuation,
+    each budget is its own request; budgets are effort levels, prompted budgets or token limits)."""
+    max_concurrency: int = 64
+    """engine=openai: most requests in flight at once per engine replica."""
+    request_timeout_s: float = 600.0
+    """engine=openai: seconds one request may take before it is retried."""
+    max_retries: int = 5
+    """engine=openai: retries of one request on HTTP 429, 5xx, a timeout or a lost connection (exponential
+    backoff from 0.5 s, honouring Retry-After); then its unit fails with one line and the sweep goes on."""
+    effort_budgets: dict[str, Any] | None = None
+    """api=chat: budgets as effort levels, a mapping from `reasoning_effort` level to the budget that stands
+    for it on the grid (e.g. {low: 2000, medium: 6000, high: 16000}); every sweep.budgets value must be one
+    of them. The number is a label and the bill's nominal thinking tokens; the measured reasoning tokens
+    are in the rows."""
+    budget_prompt: str | None = None
+    """api=chat: budgets asked for in the prompt: a template with {problem} and {budget} (Zhang & Chen's
+    o1-mini reconstruction). Not a cap: the model may think longer or shorter."""
+    max_completion_tokens: int | None = None
+    """api=chat: a hard cap on reasoning + answer tokens sent with every request (null: none). Without
+    effort_budgets or budget_prompt, each budget B is a token limit instead: B + answer_max_tokens."""
+    price: dict[str, Any] | None = None
+    """USD per million tokens: {input: .., output: .., cached_input: .. or null} (null: no prices). Gives
+    cells their dollars and `ttc sweep --dry-run` its estimated bill."""
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name and "=" not in self.name,
@@ -108,6 +142,65 @@ class ModelConfig:
                "model.kv_cache_gib", self.kv_cache_gib, "a number > 0")
         _check(self.engine in ENGINE_NAMES, "model.engine", self.engine, f"one of {', '.join(ENGINE_NAMES)}")
         _check(self.sim is None or self.engine == "sim", "model.sim", self.sim, "only with model.engine=sim")
+        self._check_served()
+        self._check_price()
+
+    def _check_served(self) -> None:
+        """The keys of a model behind a server or an API (engine=openai)."""
+        served = self.engine == "openai"
+        for key in ("base_url", "api_key_env", "served_name", "effort_budgets", "budget_prompt",
+                    "max_completion_tokens"):
+            _check(getattr(self, key) is None or served, f"model.{key}", getattr(self, key),
+                   "only with model.engine=openai")
+        _check(self.api in ("completions", "chat"), "model.api", self.api, "completions or chat")
+        _check(self.api == "completions" or served, "model.api", self.api, "chat only with model.engine=openai")
+        if served:
+            _check(isinstance(self.base_url, str) and self.base_url.startswith(("http://", "https://")),
+                   "model.base_url", self.base_url, "an http(s) URL such as http://127.0.0.1:8000/v1")
+        if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            # Never echo the value: a key pasted here by mistake must not reach a terminal or a log.
+            raise ConfigError("model.api_key_env is invalid: the NAME of an environment variable (letters, digits, "
+                              "_), e.g. OPENAI_API_KEY, never the key itself")
+        _check(self.served_name is None or bool(self.served_name), "model.served_name", self.served_name,
+               "null (model.path) or the model id the server serves")
+        _check(_is_int(self.max_concurrency) and self.max_concurrency >= 1, "model.max_concurrency",
+               self.max_concurrency, "an integer >= 1")
+        _check(isinstance(self.request_timeout_s, (int, float)) and self.request_timeout_s > 0,
+               "model.request_timeout_s", self.request_timeout_s, "a number of seconds > 0")
+        _check(_is_int(self.max_retries) and self.max_retries >= 0, "model.max_retries", self.max_retries,
+               "an integer >= 0")
+        _check(self.max_completion_tokens is None or (_is_int(self.max_completion_tokens)
+                                                      and self.max_completion_tokens >= 1),
+               "model.max_completion_tokens", self.max_completion_tokens, "null or an integer >= 1")
+        for key in ("effort_budgets", "budget_prompt", "max_completion_tokens"):
+            _check(getattr(self, key) is None or self.api == "chat", f"model.{key}", getattr(self, key),
+                   "only with model.api=chat (an open server runs the cap ladder)")
+        _check(self.effort_budgets is None or self.budget_prompt is None, "model.budget_prompt", self.budget_prompt,
+               "null when model.effort_budgets is set (a budget is an effort level or a prompted budget, not both)")
+        efforts = self.effort_budgets
+        if efforts is not None:
+            _check(bool(efforts) and all(isinstance(k, str) and k for k in efforts)
+                   and all(_is_int(v) and v >= 0 for v in efforts.values()), "model.effort_budgets", efforts,
+                   "a mapping from reasoning_effort level to a budget integer >= 0, e.g. {low: 2000, high: 16000}")
+            _check(len(set(efforts.values())) == len(efforts), "model.effort_budgets", efforts,
+                   "a different budget for every level")
+        if self.budget_prompt is not None:
+            _check(isinstance(self.budget_prompt, str) and "{problem}" in self.budget_prompt
+                   and "{budget}" in self.budget_prompt, "model.budget_prompt", self.budget_prompt,
+                   "a template holding {problem} and {budget}")
+
+    def _check_price(self) -> None:
+        price = self.price
+        if price is None:
+            return
+        keys = ("input", "output", "cached_input")
+        _check(set(price) == set(keys), "model.price", price,
+               "null or {input: USD per 1M tokens, output: USD per 1M tokens, cached_input: USD per 1M or null}")
+        for key in keys:
+            value = price[key]
+            _check((key == "cached_input" and value is None) or (_number(value) and value >= 0),
+                   f"model.price.{key}", value, "a number of USD per million tokens >= 0"
+                   + (" or null (no cached-input price)" if key == "cached_input" else ""))
 
     def local_path(self) -> Path | None:
         """The model directory if `path` names one on this machine, else None (a hub id)."""
@@ -276,6 +369,18 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class CostConfig:
+    gpu_hour_usd: float = 2.0
+    """What one GPU-hour of engine time costs, in USD (an order of magnitude for an on-demand cloud
+    GPU; set your own). A cell's dollars per 1,000 queries are its engine-seconds per problem x
+    model.tensor_parallel_size GPUs at this price, unless the model has token prices (model.price)."""
+
+    def __post_init__(self) -> None:
+        _check(_number(self.gpu_hour_usd) and self.gpu_hour_usd >= 0, "cost.gpu_hour_usd", self.gpu_hour_usd,
+               "a number of USD >= 0")
+
+
+@dataclass(frozen=True)
 class PublishedPoint:
     """A published number that a reproduction recipe (conf/experiment/) should reproduce."""
 
@@ -309,8 +414,12 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
     published: tuple[PublishedPoint, ...] = ()
     """Set by reproduction recipes (conf/experiment/): the numbers this grid should reproduce."""
+    verifier: ModelConfig | None = None
+    """An outcome reward model (conf/verifier/, `verifier=toy`) that scores every answered row after grading
+    (orchestrator/verifier.py), for bon@k and wmaj@k; null: none."""
 
     def __post_init__(self) -> None:
         need = self.sweep.max_budget + len(self.model.forcing_suffix) + self.model.answer_max_tokens
@@ -327,7 +436,7 @@ class Config:
 
 # The config sections, each a frozen dataclass; GROUPS (conf/) choose among YAML files that fill them.
 SECTIONS = {"model": ModelConfig, "dataset": DatasetConfig, "sweep": SweepConfig,
-             "store": StoreConfig, "tracking": TrackingConfig, "cluster": ClusterConfig}
+             "store": StoreConfig, "tracking": TrackingConfig, "cluster": ClusterConfig, "cost": CostConfig}
 GRID_GROUPS = ("model", "dataset")
 
 
@@ -391,7 +500,8 @@ def _section(cls: type, name: str, data: Any) -> Any:
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Build and validate a Config from a plain nested dict (as composed by Hydra)."""
-    unknown = sorted(set(data) - set(SECTIONS) - {"published"}, key=str)
+    # `grid` (conf/config.yaml) is read by compose_grid, not by a Config: one Config is one (model, dataset).
+    unknown = sorted(set(data) - set(SECTIONS) - {"published", "grid", "verifier"}, key=str)
     if unknown:
         raise ConfigError(f"{unknown[0]} is not a known config section{_did_you_mean(str(unknown[0]), list(SECTIONS))}; "
                           f"allowed: {', '.join(SECTIONS)}, published")
@@ -402,7 +512,8 @@ def from_dict(data: dict[str, Any]) -> Config:
     if not isinstance(published, list):
         raise ConfigError(f"published: expected a list of points, got {published!r}")
     return Config(**{name: _section(cls, name, data[name]) for name, cls in SECTIONS.items() if name in data},
-                  published=tuple(_section(PublishedPoint, "published", p) for p in published))
+                  published=tuple(_section(PublishedPoint, "published", p) for p in published),
+                  verifier=_section(ModelConfig, "verifier", data["verifier"]) if data.get("verifier") else None)
 
 
 def group_options(group: str) -> list[str]:
@@ -447,7 +558,7 @@ def _check_key(key: str) -> None:
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         hint = f" (did you mean {' or '.join(f'{section}.{c}' for c in close)}?)" if close else ""
         raise ConfigError(f"{section}.{name} is not a known key{hint}; allowed: {', '.join(sorted(known))}")
-    if deeper and name != "sim":  # model.sim is the one mapping in the schema
+    if deeper and name not in ("sim", "price", "effort_budgets"):  # the mappings in the schema
         raise ConfigError(f"{key} is not a known key: {section}.{name} has no keys of its own")
 
 
@@ -536,4 +647,29 @@ def compose_grid(overrides: list[str]) -> list[Config]:
             choices.append([f"{group}={o.strip()}" for o in option.split(",") if o.strip()])
         else:
             choices.append([item])
+    for group, options in default_grid(overrides).items():
+        choices.append([f"{group}={o}" for o in options])
     return [compose(list(combo)) for combo in itertools.product(*choices)]
+
+
+def default_grid(overrides: list[str]) -> dict[str, list[str]]:
+    """The grid a sweep runs over where the command line chooses nothing: `grid` of conf/config.yaml (the
+    default run compares `model: [toy, toy-base]`), or with experiment=NAME that recipe's own `grid` (none
+    if it has none). A group the command line names in any way (`model=..`, `model.KEY=..`, `~model`)
+    is the command line's choice and is not expanded."""
+    from omegaconf import OmegaConf
+
+    keys = {o.lstrip("+~").partition("=")[0] for o in overrides}
+    named = {k.partition(".")[0] for k in keys}
+    experiment = next((o.partition("=")[2] for o in overrides if o.lstrip("+~").partition("=")[0] == "experiment"), None)
+    source = CONF_DIR / (f"experiment/{experiment}.yaml" if experiment else "config.yaml")
+    grid = (OmegaConf.to_container(OmegaConf.load(source)).get("grid") or {}) if source.is_file() else {}
+    where = source.relative_to(PROJECT_ROOT)
+    _check(isinstance(grid, dict) and set(grid) <= set(GRID_GROUPS), f"grid ({where})", grid,
+           f"a mapping of {' and/or '.join(GRID_GROUPS)} to lists of options")
+    for group, options in grid.items():
+        allowed = group_options(group)
+        _check(isinstance(options, list) and len(options) == len(set(options)) > 0
+               and all(o in allowed for o in options), f"grid.{group} ({where})", options,
+               f"a list of distinct options of conf/{group}/: {', '.join(allowed)}")
+    return {group: list(options) for group, options in grid.items() if group not in named}

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ _SERIAL = itertools.count()  # replica names stay unique across calls in one pro
 IN_FLIGHT_CAP = 32
 """Most units one replica holds at once, whatever its capacity: it bounds the engine actor's threads and
 the work lost with one engine (a tiny model's KV cache holds thousands of sequences)."""
+CLIENT_ENGINES = frozenset({"openai"})
+"""Engines that are clients of a server (its GPUs are not the cluster's): one replica, holding no GPU."""
 UNKNOWN_CAPACITY_IN_FLIGHT = 2
 """Units held by a replica whose engine reports no capacity: one running, one waiting to start."""
 
@@ -89,6 +92,9 @@ class Outcome:
     engines_lost: int = 0
     """Engine replicas that died (killed actor, lost node), while starting or holding units."""
     placements: list[Placement] = field(default_factory=list)
+    engine_seconds: dict[str, float] = field(default_factory=dict)
+    """Per model, wall-clock seconds its engines spent from ready to their last result, summed over engines
+    (the bill's engine time: start-up excluded)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,9 @@ class Replica:
     """Tokens its engine's KV cache holds (None: it did not say; then it runs one unit at a time)."""
     allowance: int = 1
     """Units it may hold at once (set when it is ready)."""
+    ready_at: float = 0.0
+    busy_until: float = 0.0
+    """When it became ready, and when its last result arrived (perf_counter): its engine time is the span."""
 
 
 # Events a backend reports.
@@ -239,8 +248,11 @@ class Dispatcher:
             if run.model.engine == "sim":
                 SimSettings.from_model(run.model)
             tp = run.model.tensor_parallel_size
-            run.spec = ReplicaSpec(tp if self.gpu_cluster else 0,
-                                   self.gpu_cluster and tp >= self.cluster.placement_group_min_tp)
+            if run.model.engine in CLIENT_ENGINES:
+                run.spec = ReplicaSpec(0, False)
+            else:
+                run.spec = ReplicaSpec(tp if self.gpu_cluster else 0,
+                                       self.gpu_cluster and tp >= self.cluster.placement_group_min_tp)
             run.capacity = self._capacity(run, nodes)
             if run.capacity == 0:
                 raise SchedulerError(self._no_room(run, nodes))
@@ -267,8 +279,8 @@ class Dispatcher:
         return self.outcome
 
     def _capacity(self, run: _ModelRun, nodes: list[tuple[float, float]]) -> int:
-        """Replicas of this model the nodes could hold at once (1 without GPUs)."""
-        if not self.gpu_cluster:
+        """Replicas of this model the nodes could hold at once (1 without GPUs, or for a client engine)."""
+        if not self.gpu_cluster or not run.spec.gpus:
             return 1 if any(c >= 1 for _, c in nodes) else 0
         return sum(min(int(g // run.spec.gpus), int(c)) for g, c in nodes)
 
@@ -312,6 +324,7 @@ class Dispatcher:
                 return
             replica.state, replica.info, replica.capacity = "ready", event.info, event.capacity
             replica.allowance = self._full_allowance(run, event.capacity)
+            replica.ready_at = replica.busy_until = time.perf_counter()
             run.ready += 1
             run.start_losses = 0
             self.outcome.placements.append(event.placement)
@@ -319,6 +332,10 @@ class Dispatcher:
         elif isinstance(event, Finished):
             replica.units.remove(event.unit)
             run.in_flight -= 1
+            seconds = self.outcome.engine_seconds
+            now = time.perf_counter()
+            seconds[run.model.name] = seconds.get(run.model.name, 0.0) + now - replica.busy_until
+            replica.busy_until = now
             self._feed(replica)  # first, so the engine is busy while the driver stores the result
             if event.unit.key not in self.done:
                 self.done.add(event.unit.key)

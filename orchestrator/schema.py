@@ -34,6 +34,9 @@ SAMPLE_SCHEMA = pa.schema([
     # maj@k's vote class among all rows of the problem: 0 = equal to the reference (exactly the rows
     # graded correct), 1, 2, ... = classes of mathematically equal wrong answers; null = no answer.
     ("vote_class", pa.int32()),
+    # The verifier's score of (problem, thinking, answer), its probability that the answer is correct, for
+    # bon@k and wmaj@k; null without a verifier or without an extracted answer (the sample abstains).
+    ("score", pa.float64()),
     ("latency_s", pa.float64()),
     ("engine", pa.string()),
     ("engine_version", pa.string()),
@@ -54,6 +57,16 @@ CELL_SCHEMA = pa.schema([
     ("flops_per_problem", pa.float64()),
     ("problems", pa.int32()),
     ("samples", pa.int32()),
+    # The bill (analysis/cells.py, `sample_bill`): engine time and dollars a query of this cell costs.
+    ("engine_seconds_per_problem", pa.float64()),
+    ("usd_per_1k_queries", pa.float64()),
 ])
 
 AGGREGATORS = ("pass@k", "maj@k")
+
+VERIFIER_AGGREGATORS = ("bon@k", "wmaj@k")
+"""Aggregators of the cells of rows a verifier scored: best-of-N and the score-weighted vote."""
+
+LATER_COLUMNS = ("score",)
+"""Sample columns added after units were stored, all nullable: a stored unit without them is whole, and
+reading it with SAMPLE_SCHEMA fills them with nulls (e.g. no verifier scores)."""

@@ -9,6 +9,7 @@ Layout (DESIGN.md, "Data contracts"), under `store.root`:
     sweeps/<sweep_id>/cells.parquet                    the aggregated grid
     sweeps/<sweep_id>/plots/
     damaged/<stamp>/model=<m>/dataset=<d>/<unit_key>.parquet   units found damaged, kept for a look
+    throughput.json                                    each model's last measured tokens per engine-second
 Every file is written to a temporary name and renamed, so a unit is in the store whole or
 not at all. Files can still be damaged from outside (a full disk, a copy cut short, a hand
 edit), so a stored unit is verified before it is reused (`unit_problem`). A sweep's status
@@ -30,7 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.schema import CELL_SCHEMA, SAMPLE_SCHEMA
+from orchestrator.schema import CELL_SCHEMA, LATER_COLUMNS, SAMPLE_SCHEMA
 
 
 def atomic_write(path: Path, write) -> None:
@@ -132,7 +133,7 @@ class Store:
         path = self.unit_path(model, dataset, key)
         try:
             meta = pq.ParquetFile(path)
-            missing = [n for n in SAMPLE_SCHEMA.names if n not in meta.schema_arrow.names]
+            missing = [n for n in SAMPLE_SCHEMA.names if n not in meta.schema_arrow.names and n not in LATER_COLUMNS]
             if missing:
                 return f"lacks the columns {', '.join(missing)}"
             rows, planned = meta.metadata.num_rows, len(problem_ids) * n_samples * len(budgets)
@@ -198,6 +199,18 @@ class Store:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+
+    def throughput(self, measured: dict[str, float], sweep_id: str) -> dict[str, float]:
+        """Each model's generated tokens per engine-second for the bill: `measured` by this sweep where it
+        ran enough units to measure (then kept), else the last measurement kept in the store. A re-run that
+        finds every unit stored so gives the cells the first run gave."""
+        path = self.root / "throughput.json"
+        kept = self._read_json(path) or {}
+        if measured:
+            kept |= {m: {"tokens_per_engine_s": v, "sweep_id": sweep_id} for m, v in measured.items()}
+            self._write_json(path, kept)
+        return {m: float(v["tokens_per_engine_s"]) for m, v in kept.items()
+                if isinstance(v, dict) and isinstance(v.get("tokens_per_engine_s"), (int, float))}
 
     def _update_driver(self, sweep_id: str, **fields) -> None:
         path = self.sweep_dir(sweep_id) / "driver.json"

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from analysis.cells import compute_cells
-from analysis.plots import plot_accuracy_vs_compute
+from analysis.cells import compute_cells, pricing_of
+from analysis.plots import plot_accuracy_vs_compute, plot_headline
 from orchestrator import dispatch, preflight
 from orchestrator.config import Config, ConfigError, resolve_path
 from orchestrator.errors import SweepError
@@ -140,27 +140,30 @@ def _run_dispatching(parts: list[Config], problems: list[list], units, cached, t
         record(unit, unit.rows, None)  # verified: the file holds exactly the unit's planned rows
 
     failed: list[tuple[str, str]] = []
-    outcome = None
+    outcome, measured = None, {}
     ok = False
     try:
         if todo:
-            outcome = _schedule(todo, dispatcher, store, record, tracker, console)
+            outcome, measured = _schedule(todo, dispatcher, store, record, tracker, console)
             failed = [(u.key, why) for u, why in outcome.failed]
         samples = store.sweep_samples(sweep_id)
         simulated = {p.model.name for p in parts if p.model.engine == "sim"}
         if simulated:  # simulated rows carry lengths and timings, never accuracy
             samples = samples.filter(pc.invert(pc.is_in(samples.column("model"), value_set=pa.array(sorted(simulated)))))
         shapes = {name: model_shape(model) for name, model in {p.model.name: p.model for p in parts}.items()}
-        cells = compute_cells(samples, cfg.sweep.n, shapes)
+        verifier_shape = model_shape(cfg.verifier) if cfg.verifier is not None else None
+        pricing = pricing_of(parts, store.throughput(measured, sweep_id))
+        cells = compute_cells(samples, cfg.sweep.n, shapes, verifier_shape=verifier_shape, pricing=pricing)
         cells_path = store.write_cells(sweep_id, cells)
-        plot_path = None
+        plot_path, headline = None, []
         if cells.num_rows:
             plot_path = plot_accuracy_vs_compute(cells, store.plots_dir(sweep_id) / "accuracy_vs_compute.png")
+            headline = plot_headline(cells, store.plots_dir(sweep_id) / "headline")
         if tracker:
             tracker.log_cells(cells)
             tracker.log_artifact(cells_path)
-            if plot_path:
-                tracker.log_artifact(plot_path, "plots")
+            for path in ([plot_path] if plot_path else []) + headline:
+                tracker.log_artifact(path, "plots")
             tracker.log_summary({"units_run": len(todo) - len(failed), "units_cached": len(cached),
                                  "units_failed": len(failed), "units_damaged": len(damaged),
                                  "units_retried": outcome.retried if outcome else 0,
@@ -222,11 +225,14 @@ class LiveStats:
         self.start = time.perf_counter()
         self.tokens = 0
         self.rows: dict[tuple[str, str, int, str], list[int]] = {}  # key -> [problems, rows, correct]
+        self.model_tokens: dict[str, int] = {}  # generated tokens per model
 
     def add(self, unit: Unit, batch: pa.RecordBatch) -> None:
         # Thinking is shared by all budgets: count it once per sample (the largest budget's rows).
         top = batch.filter(pc.equal(batch.column("budget"), unit.budgets[-1]))
-        self.tokens += (pc.sum(top.column("think_tokens")).as_py() or 0) + (pc.sum(batch.column("answer_tokens")).as_py() or 0)
+        tokens = (pc.sum(top.column("think_tokens")).as_py() or 0) + (pc.sum(batch.column("answer_tokens")).as_py() or 0)
+        self.tokens += tokens
+        self.model_tokens[unit.model.name] = self.model_tokens.get(unit.model.name, 0) + tokens
         table = pa.Table.from_batches([batch]).group_by("budget").aggregate([("correct", "count"), ("correct", "sum")])
         for budget, count, correct in zip(*(table.column(c).to_pylist() for c in ("budget", "correct_count", "correct_sum"))):
             acc = self.rows.setdefault((unit.model.name, unit.dataset, budget, unit.strategy), [0, 0, 0])
@@ -239,6 +245,12 @@ class LiveStats:
         elapsed = time.perf_counter() - self.start
         return self.tokens / elapsed if elapsed > 0 else 0.0
 
+    def tokens_per_engine_s(self, engine_seconds: dict[str, float]) -> dict[str, float]:
+        """Each model's measured throughput: the tokens its units generated here over its engines' time
+        from ready to their last result (dispatch.Outcome.engine_seconds)."""
+        return {model: tokens / engine_seconds[model]
+                for model, tokens in self.model_tokens.items() if engine_seconds.get(model, 0) > 0}
+
     def metrics(self) -> dict[tuple[str, str, int, str], tuple[int, dict[str, float]]]:
         """Per child: (step = its problems done, its running metrics)."""
         return {key: (problems, {"problems_done": float(problems), "running_pass_at_1": correct / rows,
@@ -248,7 +260,8 @@ class LiveStats:
 
 def _schedule(todo: list[Unit], dispatcher: dispatch.Dispatcher, store: Store, record, tracker, console: Console):
     """Run the missing units on the started `dispatcher` with a progress bar; store each one the moment it
-    arrives; say (one line each) which engines were lost and which units re-queued. Returns its Outcome."""
+    arrives; say (one line each) which engines were lost and which units re-queued. Returns its Outcome and
+    each model's measured generated tokens per engine-second (the bill's engine time)."""
     total_samples = sum(u.samples for u in todo)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -278,4 +291,4 @@ def _schedule(todo: list[Unit], dispatcher: dispatch.Dispatcher, store: Store, r
     retried = (f"; {outcome.retried} unit{'s' * (outcome.retried != 1)} re-queued after {lost} lost "
                f"engine{'s' * (lost != 1)}" if outcome.retried or lost else "")
     console.print(f"{total_samples} samples generated in {time.perf_counter() - live.start:.1f} s{retried}")
-    return outcome
+    return outcome, live.tokens_per_engine_s(outcome.engine_seconds)

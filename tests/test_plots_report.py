@@ -151,7 +151,7 @@ def test_every_plot_is_written_as_png_and_svg(analyzed):
     store, result = analyzed
     plots = store.plots_dir("s1")
     assert sorted(p.name for p in result.plot_paths) == sorted(
-        f"{stem}.{ext}" for stem in ("o1", "coverage", "frontier") for ext in ("png", "svg"))
+        f"{stem}.{ext}" for stem in ("headline", "o1", "coverage", "frontier") for ext in ("png", "svg"))
     for path in result.plot_paths:
         assert path.parent == plots and path.stat().st_size > 1000
         head = path.read_bytes()[:200]

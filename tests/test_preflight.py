@@ -111,7 +111,7 @@ def test_absurd_grid_names_the_figure_the_limit_and_the_key(capsys, store):
 
 
 def test_too_many_rows_in_all(capsys, store):
-    line = refused(capsys, store, "sweep.n=[100000]", "sweep.problems_per_unit=1")
+    line = refused(capsys, store, "model=toy", "sweep.n=[100000]", "sweep.problems_per_unit=1")
     assert "102,400,000 sample rows" in line and "sweep.max_rows=20,000,000" in line
 
 
@@ -125,7 +125,7 @@ def test_store_larger_than_the_free_disk(capsys, store, tmp_path):
 
 
 def test_limits_are_keys(capsys, store):
-    grid = ["dataset.limit=1", "sweep.n=[2000000]"]  # one unit of 8,000,000 rows: more than the default limit
+    grid = ["model=toy", "dataset.limit=1", "sweep.n=[2000000]"]  # one unit of 8,000,000 rows: over the default limit
     assert "8,000,000 sample rows" in refused(capsys, store, *grid)
     assert main(["sweep", "--dry-run", *grid, "sweep.max_unit_rows=10000000", f"store.root={store}"]) == 0
     assert "8,000,000 sample rows" in capsys.readouterr().out
@@ -179,8 +179,10 @@ def test_empty_key_through_the_real_command(tmp_path):
 def test_dry_run_checks_prints_the_size_and_writes_nothing(capsys, store):
     assert main(["sweep", "--dry-run", "dataset.limit=40", "sweep.problems_per_unit=16", f"store.root={store}"]) == 0
     out = capsys.readouterr().out
-    assert "3 units (0 in the store), 40 problems, 640 samples, 2,560 sample rows" in out
-    assert "KV cache of toy: 4,096 bytes per token" in out and "nothing written" in out
+    # The default run: the toy reasoner and the toy base (conf/config.yaml's grid), 40 problems each.
+    assert "6 units (0 in the store), 80 problems, 1,280 samples, 5,120 sample rows" in out
+    assert "KV cache of toy: 4,096 bytes per token" in out and "KV cache of toy-base" in out
+    assert "nothing written" in out
     assert not store.exists()
 
 

@@ -19,7 +19,7 @@ def test_recipe_composes_with_sourced_points_on_its_grid(recipe):
     assert cfg.published, "a recipe pairs its grid with published numbers"
     for point in cfg.published:
         assert point.budget in cfg.sweep.budgets and point.n in cfg.sweep.n
-        assert "arXiv" in point.source or "models/" in point.source
+        assert "arXiv" in point.source or "models/" in point.source or "github.com/" in point.source
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

@@ -181,7 +181,8 @@ class SimEngine:
         constant = {"unit_key": unit.key, "model": unit.model.name, "model_revision": unit.model.revision,
                     "dataset": unit.dataset, "strategy": unit.strategy, "answer_tokens": s.answer_tokens,
                     "cached_tokens": 0, "finish_reason": "stop", "answer_text": "", "extracted_answer": None,
-                    "correct": False, "vote_class": None, "engine": "sim", "engine_version": SIM_VERSION}
+                    "correct": False, "vote_class": None, "score": None, "engine": "sim",
+                    "engine_version": SIM_VERSION}
         columns = varying | {k: [v] * rows for k, v in constant.items()}
         batch = pa.RecordBatch.from_arrays([pa.array(columns[f.name], f.type) for f in SAMPLE_SCHEMA],
                                            schema=SAMPLE_SCHEMA)

@@ -35,10 +35,12 @@ import pyarrow as pa
 from orchestrator.budget import (Rung, Thinking, can_extend, cap_ladder, extend, extend_max_tokens, split_thinking,
                                  think_max_tokens)
 from orchestrator.config import ModelConfig
+from orchestrator.engines.verifier import VerifierSlot
 from orchestrator.grading import GraderPool
 from orchestrator.plan import Unit, derive_seed
 from orchestrator.prompts import context_tokens, prompt_ids
 from orchestrator.schema import SAMPLE_SCHEMA
+from orchestrator.verifier import score_rows
 
 GRADER_WORKERS = 2
 """Grader children per engine: one slow comparison (up to its time limit) leaves the other grading."""
@@ -79,6 +81,7 @@ class VLLMEngine:
             seed=0,
         )
         self._ids = itertools.count()
+        self.verifiers = VerifierSlot()  # started on the engine's loop by the first unit that asks for a verifier
         # The grader children import math-verify while vLLM loads, not while it generates.
         self.graders = GraderPool(GRADER_WORKERS)
         graders_started = self.graders.start()
@@ -222,6 +225,8 @@ class VLLMEngine:
                 "latency_s": think_latency + row.pop("answer_latency_s"),
             })
             rows.append(row)
+        if unit.verifier is not None:  # after grading: the verifier reads what the model wrote at each budget
+            await score_rows(await self.verifiers.get(unit.verifier), rows, prompt, ladder, answers, self.eos_id)
         return rows
 
     def _check_lengths(self, unit: Unit, prompts: list[list[int]]) -> None:
@@ -319,6 +324,7 @@ class VLLMEngine:
                     handler.cancel()
                     await asyncio.gather(handler, return_exceptions=True)
 
+            self._call(self.verifiers.close())
             self._call(stop_output_handler())
             llm.shutdown()
         # Its last reference goes here, while the interpreter is whole: AsyncLLM.__del__ shuts down again,

@@ -1,0 +1,328 @@
+"""Train the toy verifier: an outcome reward model for the toy reasoner, labelled by the grader.
+
+1. Sample: the toy reasoner (models/toy-reasoner, the sweep's own engine and cap ladder at its
+   configured temperature) answers fresh training problems (chained arithmetic mod 10, drawn
+   with their own seed; every problem of the held-out set data/toy_arith.jsonl is excluded), at
+   budgets 0, 3, 6, ..., 48, 50, so the verifier sees thinking cut inside steps, at step
+   boundaries, and finished. Each answer is graded by the sweep's grader (orchestrator/grading.py).
+2. Train: a `LlamaForSequenceClassification` with one label, initialised from the reasoner's own
+   weights (the same tokenizer and shape, a new score head), reads exactly what a sweep scores
+   (orchestrator/verifier.py: prompt + thinking + suffix + answer) and learns P(correct) with a
+   logistic loss. The engine is closed before training starts (never vLLM and training at once
+   on 2 cores).
+3. Evaluate (`--evaluate`): the sweep's default grid on toy_arith (budgets 0, 15, 30, 50, 16
+   samples, seed 0), the verifier served by vLLM's pooling runner, and pass@1, maj@16, bon@16 and
+   wmaj@16 per budget from the exact estimators (analysis/estimators.py) with their intervals.
+
+Examples:
+    .venv/bin/python jobs/train_toy_verifier.py --out models/toy-verifier
+    .venv/bin/python jobs/train_toy_verifier.py --out models/toy-verifier --evaluate
+    .venv/bin/python jobs/train_toy_verifier.py --out /tmp/v --problems 200 --steps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from pathlib import Path
+
+from jobs.train_toy_reasoner import TEST_SEED, learning_rate, make_example, make_test_set
+
+REASONER = Path("models/toy-reasoner")
+DATA_SEED = 1  # training problems; the reasoner trained on seed 0's stream, the held-out set is TEST_SEED
+SAMPLE_SEED = 7  # the sampling seed of the training unit (the default sweep's is 0)
+TRAIN_BUDGETS = (*range(0, 49, 3), 50)
+EVAL_BUDGETS = (0, 15, 30, 50)
+EVAL_N = 16
+
+
+def training_problems(count: int, seed: int = DATA_SEED):
+    """`count` distinct problems drawn with `seed`, none of them in the held-out set (toy_arith)."""
+    from orchestrator.datasets import Problem
+
+    if seed == TEST_SEED:
+        raise ValueError(f"--data-seed {seed} is the held-out set's seed; pick another")
+    held_out = {ex.problem for ex in make_test_set()}
+    rng, seen, problems = random.Random(seed), set(), []
+    while len(problems) < count:
+        ex = make_example(rng)
+        if ex.problem in held_out or ex.problem in seen:
+            continue
+        seen.add(ex.problem)
+        problems.append(Problem(f"train-{len(problems):05d}", ex.problem, ex.answer))
+    return problems
+
+
+def sample_sequences(problems, n_samples: int, budgets, seed: int) -> list[dict]:
+    """Every distinct (problem, sample, continuation) of the cap ladder with its answer graded: one record
+    per verifier input (prompt + continuation + answer), with its label and where it came from."""
+    from orchestrator.budget import cap_ladder
+    from orchestrator.config import compose
+    from orchestrator.engines.vllm import VLLMEngine
+    from orchestrator.plan import Unit, derive_seed
+    from orchestrator.verifier import verifier_sequence
+
+    model = compose([]).model  # the toy reasoner as the default sweep configures it
+    unit = Unit("verifier-data", model, "toy_train", tuple(problems), tuple(budgets), n_samples, seed, "cap")
+    engine = VLLMEngine(model)
+    try:
+        prompts = [engine.prompt_ids(p.problem) for p in problems]
+        samples = [(pi, si, derive_seed(seed, p.id, si)) for pi, p in enumerate(problems) for si in range(n_samples)]
+        start = time.time()
+        thinkings, _ = engine.think(unit, prompts, samples)
+        ladders = [cap_ladder(t, unit.budgets, engine.suffix_ids, engine.think_end_id) for t in thinkings]
+        outputs = engine.answer(unit, prompts, samples, ladders)
+        print(f"sampled {len(samples)} samples, {len(outputs)} answers in {time.time() - start:.0f}s", flush=True)
+        records, grading = [], []
+        for (pi, si, _), ladder in zip(samples, ladders):
+            seen: set[tuple[int, ...]] = set()
+            for rung in ladder:
+                if rung.continuation is None or rung.continuation in seen:
+                    continue
+                seen.add(rung.continuation)
+                out = outputs[(pi, si, *rung.continuation)]
+                records.append({"problem_id": problems[pi].id, "sample_idx": si, "budget": rung.budget,
+                                "forced": rung.forced, "answer_text": out.outputs[0].text,
+                                "ids": list(verifier_sequence(prompts[pi], rung.continuation,
+                                                              out.outputs[0].token_ids, engine.eos_id))})
+                grading.append(engine.graders.grade(out.outputs[0].text, problems[pi].answer))
+        for record, future in zip(records, grading):
+            record["extracted_answer"], record["correct"] = future.result()
+    finally:
+        engine.close()
+    return records
+
+
+def rung_records(problems, n_samples: int, budgets, seed: int) -> list[dict]:
+    """Like `sample_sequences` but one record per (problem, sample, budget), as a sweep's rows are (for
+    evaluation): rows sharing a continuation repeat its sequence."""
+    from orchestrator.budget import cap_ladder
+    from orchestrator.config import compose
+    from orchestrator.engines.vllm import VLLMEngine
+    from orchestrator.plan import Unit, derive_seed
+    from orchestrator.verifier import verifier_sequence
+
+    model = compose([]).model
+    unit = Unit("verifier-eval", model, "toy_arith", tuple(problems), tuple(budgets), n_samples, seed, "cap")
+    engine = VLLMEngine(model)
+    try:
+        prompts = [engine.prompt_ids(p.problem) for p in problems]
+        samples = [(pi, si, derive_seed(seed, p.id, si)) for pi, p in enumerate(problems) for si in range(n_samples)]
+        thinkings, _ = engine.think(unit, prompts, samples)
+        ladders = [cap_ladder(t, unit.budgets, engine.suffix_ids, engine.think_end_id) for t in thinkings]
+        outputs = engine.answer(unit, prompts, samples, ladders)
+        records, grading = [], []
+        for (pi, si, _), ladder in zip(samples, ladders):
+            for rung in ladder:
+                record = {"problem_id": problems[pi].id, "sample_idx": si, "budget": rung.budget, "ids": None}
+                if rung.continuation is None:
+                    record.update(extracted_answer=None, correct=False)
+                    grading.append(None)
+                else:
+                    out = outputs[(pi, si, *rung.continuation)]
+                    record["ids"] = list(verifier_sequence(prompts[pi], rung.continuation, out.outputs[0].token_ids,
+                                                           engine.eos_id))
+                    grading.append(engine.graders.grade(out.outputs[0].text, problems[pi].answer))
+                records.append(record)
+        for record, future in zip(records, grading):
+            if future is not None:
+                record["extracted_answer"], record["correct"] = future.result()
+    finally:
+        engine.close()
+    return records
+
+
+def build_verifier(reasoner: Path):
+    """LlamaForSequenceClassification with one label, its backbone the reasoner's weights (or, given a
+    verifier's directory, that verifier whole, to train it on)."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    model = LlamaForSequenceClassification.from_pretrained(reasoner, num_labels=1, torch_dtype=torch.float32)
+    model.config.pad_token_id = 0  # <pad>: never inside a sequence, so HF pools the last real token as vLLM does
+    model.config.id2label, model.config.label2id = {0: "correct"}, {"correct": 0}
+    model.config.architectures = ["LlamaForSequenceClassification"]
+    return model
+
+
+def batch_tensors(records: list[dict]):
+    import torch
+
+    width = max(len(r["ids"]) for r in records)
+    ids = torch.tensor([r["ids"] + [0] * (width - len(r["ids"])) for r in records])
+    mask = torch.tensor([[1] * len(r["ids"]) + [0] * (width - len(r["ids"])) for r in records])
+    labels = torch.tensor([float(r["correct"]) for r in records])
+    return ids, mask, labels
+
+
+def evaluate_loss(model, records: list[dict], batch: int = 256) -> dict[str, float]:
+    """Mean logistic loss, accuracy at 0.5 and AUC of the predicted P(correct) on `records`."""
+    import numpy as np
+    import torch
+
+    probs, labels = [], []
+    with torch.no_grad():
+        for i in range(0, len(records), batch):
+            ids, mask, y = batch_tensors(records[i:i + batch])
+            probs.append(torch.sigmoid(model(input_ids=ids, attention_mask=mask).logits.squeeze(-1)).numpy())
+            labels.append(y.numpy())
+    p, y = np.concatenate(probs), np.concatenate(labels)
+    loss = float(-np.mean(y * np.log(np.clip(p, 1e-7, 1)) + (1 - y) * np.log(np.clip(1 - p, 1e-7, 1))))
+    order = np.argsort(p)
+    ranks = np.empty(len(p))
+    ranks[order] = np.arange(1, len(p) + 1)
+    positives = y.sum()
+    auc = float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / max(positives * (len(y) - positives), 1))
+    return {"loss": loss, "accuracy": float(np.mean((p > 0.5) == (y == 1))), "auc": auc}
+
+
+def train(model, records: list[dict], steps: int, batch_size: int, peak_lr: float, seed: int) -> float:
+    import torch
+
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01, betas=(0.9, 0.98))
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    warmup = max(1, steps // 20)
+    model.train()
+    start, running = time.time(), 0.0
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, steps, peak_lr, warmup)
+        ids, mask, labels = batch_tensors(rng.sample(records, batch_size))
+        loss = loss_fn(model(input_ids=ids, attention_mask=mask).logits.squeeze(-1), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        running += loss.item()
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            done = (step + 1) % 100 or 100
+            print(f"step {step + 1:5d}/{steps}  loss {running / done:.4f}  {time.time() - start:6.0f}s", flush=True)
+            running = 0.0
+    model.eval()
+    return time.time() - start
+
+
+def save(model, out: Path, reasoner: Path) -> None:
+    """Weights as safetensors, config.json (LlamaForSequenceClassification, one label), the reasoner's tokenizer."""
+    from transformers import AutoTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(reasoner).save_pretrained(out)
+
+
+async def vllm_scores(path: Path, sequences: list[list[int]]) -> list[float]:
+    """Score `sequences` with the verifier on vLLM's pooling runner (the sweep's verifier engine)."""
+    from orchestrator.config import ModelConfig
+    from orchestrator.engines.verifier import VerifierEngine
+
+    cfg = ModelConfig(name="toy-verifier", path=str(path), dtype="float32", max_model_len=128, kv_cache_gib=0.25,
+                      enforce_eager=True)
+    engine = await VerifierEngine.start(cfg)
+    try:
+        return list(await asyncio.gather(*(engine.score(s) for s in sequences)))
+    finally:
+        await engine.shutdown()
+
+
+def evaluate(out: Path, dataset: Path, budgets=EVAL_BUDGETS, n: int = EVAL_N, seed: int = 0,
+             rows: Path | None = None) -> list[dict]:
+    """pass@1, maj@16, bon@16, wmaj@16 per budget on the held-out set, the verifier on vLLM's pooling runner."""
+    import numpy as np
+    import pandas as pd
+
+    from analysis.estimators import best_of_k, maj_at_k, mean_ci, pass_at_k, weighted_maj_at_k
+    from orchestrator.datasets import Problem
+
+    problems = [Problem(r["id"], r["problem"], r["answer"]) for r in map(json.loads, dataset.read_text().splitlines())]
+    records = rung_records(problems, n, budgets, seed)
+    distinct = sorted({tuple(r["ids"]) for r in records if r["ids"] is not None and r["extracted_answer"] is not None})
+    start = time.time()
+    scores = dict(zip(distinct, asyncio.run(vllm_scores(out, [list(s) for s in distinct]))))
+    print(f"scored {len(distinct)} distinct sequences with vLLM's pooling runner in {time.time() - start:.0f}s")
+    df = pd.DataFrame(records)
+    df["score"] = [scores.get(tuple(ids)) if ids is not None and a is not None else None
+                   for ids, a in zip(df.ids, df.extracted_answer)]
+    # Votes as maj@k groups them: the reference's class for correct rows, else the extracted answer (a digit).
+    df["vote"] = [0 if c else (None if a is None else f"text:{a}") for c, a in zip(df.correct, df.extracted_answer)]
+    if rows is not None:  # the scored rows, for a closer look
+        df.drop(columns=["ids"]).assign(vote=[None if v is None else str(v) for v in df.vote]).to_parquet(rows)
+    table = []
+    for budget, group in df.groupby("budget"):
+        per = {"pass@1": [], f"maj@{n}": [], f"bon@{n}": [], f"wmaj@{n}": []}
+        for _, g in group.groupby("problem_id"):
+            per["pass@1"].append(pass_at_k(len(g), int(g.correct.sum()), 1))
+            per[f"maj@{n}"].append(maj_at_k(list(g.vote), 0, n))
+            per[f"bon@{n}"].append(best_of_k(list(g.score), list(g.correct), n))
+            per[f"wmaj@{n}"].append(weighted_maj_at_k(list(g.vote), list(g.score), 0, n))
+        row = {"budget": int(budget)}
+        for name, values in per.items():
+            values = np.array(values)
+            low, high = mean_ci(values, n)
+            row[name] = (float(values.mean()), low, high)
+        table.append(row)
+        print(f"B={budget:3d}  " + "  ".join(f"{k} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+                                            for k, v in row.items() if k != "budget"), flush=True)
+    return table
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="model directory to write (or to evaluate)")
+    parser.add_argument("--reasoner", type=Path, default=REASONER)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this verifier directory (continue training) instead of the reasoner's weights")
+    parser.add_argument("--problems", type=int, default=2000, help="training problems")
+    parser.add_argument("--samples", type=int, default=4, help="samples per training problem")
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0, help="torch and batch order")
+    parser.add_argument("--data-seed", type=int, default=DATA_SEED, help="training problems")
+    parser.add_argument("--cache", type=Path, default=None, help="keep the sampled training records here (JSON)")
+    parser.add_argument("--evaluate", action="store_true", help="only evaluate --out on --dataset")
+    parser.add_argument("--dataset", type=Path, default=Path("data/toy_arith.jsonl"))
+    parser.add_argument("--rows", type=Path, default=None, help="--evaluate: also write the scored rows (Parquet)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.evaluate:
+        evaluate(args.out, args.dataset, rows=args.rows)
+        return
+    import torch
+
+    if args.cache is not None and args.cache.is_file():
+        records = json.loads(args.cache.read_text())
+        print(f"read {len(records)} training records from {args.cache}")
+    else:
+        records = sample_sequences(training_problems(args.problems, args.data_seed), args.samples,
+                                   TRAIN_BUDGETS, SAMPLE_SEED)
+        if args.cache is not None:
+            args.cache.write_text(json.dumps(records))
+    positives = sum(r["correct"] for r in records)
+    print(f"{len(records)} distinct sequences, {positives / len(records):.1%} correct", flush=True)
+    # Split by problem, so the held-back problems are unseen.
+    ids = sorted({r["problem_id"] for r in records})
+    held_back = set(random.Random(0).sample(ids, max(1, len(ids) // 20)))  # the same split whatever --seed
+    train_records = [r for r in records if r["problem_id"] not in held_back]
+    valid_records = [r for r in records if r["problem_id"] in held_back]
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(2)
+    model = build_verifier(args.init or args.reasoner)
+    print(f"LlamaForSequenceClassification, {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
+    print(f"before training, held-back problems: {evaluate_loss(model, valid_records)}", flush=True)
+    seconds = train(model, train_records, args.steps, args.batch_size, args.lr, args.seed)
+    print(f"trained {args.steps} steps in {seconds / 60:.1f} min; held-back problems: "
+          f"{evaluate_loss(model, valid_records)}", flush=True)
+    save(model, args.out, args.reasoner)
+    print(f"saved to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

