@@ -12,8 +12,6 @@ left out of the comparison.
 
 from __future__ import annotations
 
-import os
-
 import psutil
 import pyarrow as pa
 import pytest
@@ -44,11 +42,13 @@ def _kill_engine_process(actor) -> None:
     """Kill vLLM's engine-core process under a live engine actor, as an out-of-memory kill would."""
     import ray
 
-    pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
-    cores = [p for p in psutil.Process(pid).children(recursive=True) if "EngineCore" in " ".join(p.cmdline())]
-    assert cores, "the actor has no vLLM engine-core process"
-    for p in cores:
-        p.kill()
+    # The actor's AsyncLLM knows its engine-core processes (a search of the actor's process tree missed
+    # them once under CI).
+    pids = ray.get(actor.__ray_call__.remote(
+        lambda self: [p.pid for p in self.engine.llm.engine_core.resources.engine_manager.processes]))
+    assert pids, "the actor has no vLLM engine-core process"
+    for pid in pids:
+        psutil.Process(pid).kill()
 
 
 def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None, kill: str = "actor"):
