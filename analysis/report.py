@@ -463,6 +463,17 @@ def cost_column(cells: pd.DataFrame) -> str:
         else "tokens_per_problem"
 
 
+def _priced_curves(cells: pd.DataFrame, aggregator: str):
+    """Per (model, dataset): (model, dataset, its cost column, its `aggregator` cells with a finite cost,
+    cheapest first; ties: fewer tokens, then smaller N and budget)."""
+    df = cells[cells.aggregator == aggregator]
+    for (model, dataset), g in df.groupby(["model", "dataset"], sort=True):
+        column = cost_column(g)
+        g = g[np.isfinite(g[column].astype(float))].sort_values([column, "tokens_per_problem", "n", "budget"])
+        if not g.empty:
+            yield model, dataset, column, g
+
+
 def cheapest_cells(cells: pd.DataFrame, aggregator: str = "maj@k",
                    levels: tuple[float, ...] = ACCURACY_LEVELS) -> pd.DataFrame:
     """Per (model, dataset) and accuracy level: the cheapest cell (any strategy, B, N) whose `aggregator`
@@ -470,12 +481,7 @@ def cheapest_cells(cells: pd.DataFrame, aggregator: str = "maj@k",
     `times_bottom` = its cost over the cheapest cell of the model's (the bottom of its curve). Levels no
     cell reaches get a row with budget, n and cost missing."""
     rows = []
-    df = cells[cells.aggregator == aggregator]
-    for (model, dataset), g in df.groupby(["model", "dataset"], sort=True):
-        column = cost_column(g)
-        g = g[np.isfinite(g[column].astype(float))].sort_values([column, "tokens_per_problem", "n", "budget"])
-        if g.empty:
-            continue
+    for model, dataset, column, g in _priced_curves(cells, aggregator):
         bottom = float(g[column].iloc[0])
         for level in levels:
             reach = g[g.accuracy >= level - 1e-9]
@@ -499,12 +505,7 @@ def cost_span(cells: pd.DataFrame, aggregator: str = "maj@k") -> pd.DataFrame:
     """Per (model, dataset): the bottom of its curve (its cheapest cell), the top (the cheapest cell reaching
     its best `aggregator` accuracy), and `ratio`, how many times more a query costs at the top."""
     rows = []
-    df = cells[cells.aggregator == aggregator]
-    for (model, dataset), g in df.groupby(["model", "dataset"], sort=True):
-        column = cost_column(g)
-        g = g[np.isfinite(g[column].astype(float))].sort_values([column, "tokens_per_problem", "n", "budget"])
-        if g.empty:
-            continue
+    for model, dataset, column, g in _priced_curves(cells, aggregator):
         bottom = g.iloc[0]
         top = g[g.accuracy >= g.accuracy.max() - 1e-9].iloc[0]
         rows.append({"model": model, "dataset": dataset, "cost_column": column,
