@@ -1,6 +1,7 @@
 # The README's two commands. Both create .venv and install the project on first use.
 #   make run    the default sweep (toy reasoner on its held-out set)
-#   make test   the whole suite: fast tier + end-to-end tier (real Ray, vLLM, MLflow)
+#   make test   the linter, then the whole suite: fast tier + end-to-end tier (real Ray, vLLM, MLflow)
+#   make lint   ruff alone (config in pyproject.toml)
 # ENGINE=gpu|cpu overrides the detection (a GPU is detected with nvidia-smi).
 
 VENV   ?= .venv
@@ -12,13 +13,16 @@ CHROMIUM := /usr/bin/chromium
 APT    := $(shell [ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get
 ENGINE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 
-.PHONY: run test install clean-results
+.PHONY: run test lint install clean-results
 
 run: $(STAMP)
 	$(VENV)/bin/ttc sweep $(ARGS)
 
-test: $(STAMP) $(BROWSER_STAMP)
+test: lint $(BROWSER_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 install: $(STAMP)
 

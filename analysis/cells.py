@@ -18,7 +18,7 @@ widened in quadrature by the Monte-Carlo standard error of the mean where some p
 sampled rather than counted: sqrt(sum of the problems' squared errors) / problems.
 
 Compute per problem: generated tokens (thinking + answer) of N samples, and the FLOPs of N samples
-from the model's shape (`orchestrator.plan.model_shape`). A sample at budget B is charged as one
+from the model's shape (`orchestrator.model_files.model_shape`). A sample at budget B is charged as one
 uncached forward pass over its whole sequence, T = prompt + thinking (at most B) + suffix + answer
 tokens, where suffix is what passes through the model between thinking and answer (the forcing
 suffix when forced, the end-of-thinking delimiter when the model closed thinking itself):

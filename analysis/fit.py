@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special, stats
 
+from orchestrator.errors import FitError
+
 # Probabilities are clipped this far from 0 and 1 before taking logs for initial guesses.
 _EPS = 1e-9
 
@@ -202,7 +204,7 @@ def _least_squares(x: np.ndarray, y: np.ndarray, form: Form, sigma: np.ndarray |
         if fit.status > 0 and np.all(np.isfinite(fit.fun)) and (best is None or fit.cost < best.cost):
             best = fit
     if best is None:
-        raise RuntimeError(f"{form.name}: no start converged on {len(x)} points")
+        raise FitError(f"no start converged on {len(x)} points", form=form.name)
     return best
 
 
@@ -302,10 +304,10 @@ def fit_curve_bootstrap(x, per_problem_y, form: str, sigma=None, resamples: int 
         # instead of several keeps 200 refits cheap.
         try:
             thetas.append(_least_squares(x, y_boot, shape, sigma, [point.x]).x)
-        except RuntimeError:
+        except FitError:
             failed += 1  # reported: many failures make the percentiles of the rest unreliable
     if not thetas:
-        raise RuntimeError(f"{form}: no bootstrap resample could be fitted")
+        raise FitError("no bootstrap resample could be fitted", form=form)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(np.array(thetas), [tail, 100 - tail], axis=0)
     ci = {name: (float(lo), float(hi)) for name, lo, hi in zip(shape.params, low, high)}
@@ -384,7 +386,7 @@ def select_form(x, y, forms: Sequence[str] = tuple(FORMS), sigma=None,
                 part = fit_curve(x_all[train], y_all[train], form,
                                  sigma=None if sigma_all is None else sigma_all[train])
                 error = float(np.mean(np.abs(part.predict(x_all[held]) - y_all[held])))
-            except RuntimeError:
+            except FitError:
                 pass  # reported as NaN: this form cannot be fitted on the lower two thirds
         reports[form] = FormReport(aic=full.aic, aicc=full.aicc, extrapolation_error=error, fit=full)
     n = len(x_all)

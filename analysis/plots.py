@@ -6,15 +6,18 @@
 - `plot_coverage`: pass@k against k (Large Language Monkeys' coverage), one curve per budget,
   with the exponentiated power law fitted to it;
 - `plot_frontier`: the iso-compute frontier, the best (B, N) split of each compute level
-  (`iso_compute_frontier` computes it);
-- `plot_accuracy_vs_compute`: the quick plot every sweep writes when it finishes;
+  (`analysis.frontier.iso_compute_frontier` computes it);
+- `plot_accuracy_vs_compute`: the quick plot every sweep writes when it finishes; where a verifier ran,
+  it also compares pass@k, maj@k, best-of-N (bon@k) and weighted majority (wmaj@k) at equal FLOPs;
 - `plot_headline`: the headline figure, every model on one compute axis: its frontier over all
-  (B, N), its serial curve and its parallel curve (`headline_curves` computes them), so a model
-  trained to think is seen climbing where one that is not stays flat.
+  (B, N), its serial curve and its parallel curve (`analysis.frontier.headline_curves` computes
+  them), so a model trained to think is seen climbing where one that is not stays flat.
 
 Each `figure_*` builds a matplotlib Figure (tests read its axes back); each `plot_*` writes
-it as PNG and SVG with one stem and returns the paths. `fits` are the curve records of
-fits.json (`analysis.report`): dicts with the curve's identity and its fitted forms.
+it through `save_figure` (PNG and SVG with one stem, each written atomically) and returns the paths.
+This module only draws: the frontiers it draws are computed in `analysis.frontier`, the fits in
+`analysis.curves`. `fits` are the curve records of fits.json (`analysis.report`): dicts with the
+curve's identity and its fitted forms.
 """
 
 from __future__ import annotations
@@ -25,41 +28,47 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
-from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from analysis.fit import FORMS  # noqa: E402
-from orchestrator.store import atomic_write  # noqa: E402
+from analysis.fit import FORMS
+from analysis.frontier import headline_curves, iso_compute_frontier, on_log_axis
+from orchestrator.colors import ramp
+from orchestrator.schema import VERIFIER_AGGREGATORS
+from orchestrator.store import atomic_write
 
 TOKENS_LABEL = "generated tokens per problem (log scale)"
 PANEL_SIZE = (6.4, 4.8)
 _LABEL_BOX = {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75}
 
 
-def plot_accuracy_vs_compute(cells: pa.Table, out: Path, aggregators: tuple[str, ...] = ("maj@k", "pass@k")) -> Path:
-    """Write the accuracy-vs-tokens plot of `cells` to `out` (PNG) and return the path.
+# --- the sweep's quick plot: accuracy against compute, per aggregator ---------------------------
 
-    One panel per (model, dataset, aggregator): solid lines join the budgets at a fixed N
-    (the serial curves), dashed lines join the Ns at a fixed budget (the parallel curves).
-    """
-    df = cells.to_pandas()
+def figure_accuracy_vs_compute(cells: pa.Table | pd.DataFrame,
+                               aggregators: tuple[str, ...] = ("maj@k", "pass@k")) -> Figure:
+    """Accuracy against generated tokens per problem (log x): one panel per (model, dataset, aggregator) of
+    `aggregators`, solid lines joining the budgets at a fixed N (the serial curves), dashed lines the Ns at
+    a fixed budget (the parallel curves). Where a verifier ran (the cells hold bon@k and wmaj@k), one more
+    panel per (model, dataset, strategy) compares the four aggregators at equal compute (`_draw_aggregators`)."""
+    df = cells.to_pandas() if isinstance(cells, pa.Table) else cells
     panels = [(key, g) for key, g in df.groupby(["model", "dataset", "aggregator"], sort=True)
               if key[2] in aggregators]
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(6.4 * max(len(panels), 1), 4.8), squeeze=False)
+    verified = df[df.aggregator.isin(VERIFIER_AGGREGATORS)]
+    compared = sorted(verified.groupby(["model", "dataset", "strategy"]).groups) if len(verified) else []
+    count = max(len(panels) + len(compared), 1)
+    fig, axes = plt.subplots(1, count, figsize=(PANEL_SIZE[0] * count, PANEL_SIZE[1]), squeeze=False)
     for ax, ((model, dataset, aggregator), g) in zip(axes[0], panels):
-        ns, budgets = sorted(g.n.unique()), sorted(g.budget.unique())
-        n_colors = plt.cm.viridis([i / max(len(ns) - 1, 1) for i in range(len(ns))])
-        b_colors = plt.cm.plasma([i / max(len(budgets) - 1, 1) * 0.85 for i in range(len(budgets))])
-        for n, color in zip(ns, n_colors):
+        n_colors, b_colors = ramp_colors(g.n.unique()), ramp_colors(g.budget.unique())
+        for n, color in n_colors.items():
             line = g[g.n == n].sort_values("tokens_per_problem")
             ax.plot(line.tokens_per_problem, line.accuracy, "o-", color=color, label=f"N={n} (budgets)")
-        for budget, color in zip(budgets, b_colors):
+        for budget, color in b_colors.items():
             line = g[g.budget == budget].sort_values("tokens_per_problem")
             ax.plot(line.tokens_per_problem, line.accuracy, "s--", color=color, alpha=0.7, markersize=4,
                     label=f"B={budget} (N)")
@@ -70,11 +79,51 @@ def plot_accuracy_vs_compute(cells: pa.Table, out: Path, aggregators: tuple[str,
         ax.set_title(f"{model} on {dataset}: {aggregator} vs test-time compute")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small", ncol=2)
+    for ax, key in zip(axes[0][len(panels):], compared):
+        model, dataset, strategy = key
+        _draw_aggregators(ax, df[(df.model == model) & (df.dataset == dataset) & (df.strategy == strategy)],
+                          f"{model} on {dataset}" + (f" ({strategy})" if df.strategy.nunique() > 1 else ""))
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return fig
+
+
+COMPARED_AGGREGATORS = ("pass@k", "maj@k", "bon@k", "wmaj@k")
+"""The aggregators a verifier's comparison panel draws, in this order (pass@k is the oracle's ceiling)."""
+_AGGREGATOR_STYLE = {"pass@k": ("grey", "^:"), "maj@k": ("tab:blue", "o-"), "bon@k": ("tab:red", "s-"),
+                     "wmaj@k": ("tab:green", "D-")}
+
+
+def _draw_aggregators(ax, g: pd.DataFrame, where: str) -> None:
+    """The four aggregators' parallel curves (N rising at the largest budget) of one (model, dataset,
+    strategy) on one compute axis: FLOPs per problem, which for bon@k and wmaj@k include the verifier's
+    prefill of every scored sample, so a point to the right costs more whoever spends it. Where some
+    cell's FLOPs are unknown (no model shape) the axis falls back to generated tokens, and says so."""
+    budget = int(g[g.aggregator.isin(VERIFIER_AGGREGATORS)].budget.max())
+    g = g[g.budget == budget]
+    flops = g.flops_per_problem.astype(float)
+    x = "flops_per_problem" if bool(np.isfinite(flops).all() and (flops > 0).all()) else "tokens_per_problem"
+    for aggregator in COMPARED_AGGREGATORS:
+        line = g[g.aggregator == aggregator].sort_values("n")
+        if line.empty:
+            continue
+        color, style = _AGGREGATOR_STYLE[aggregator]
+        ax.plot(line[x], line.accuracy, style, color=color, lw=1.8, markersize=5, label=aggregator)
+        _errorbars(ax, line, x, color)
+    tail = g[(g.aggregator == "maj@k") & (g.n > 1)].sort_values("n")
+    _label_points(ax, tail[x], tail.accuracy, [f"N={n}" for n in tail.n], _AGGREGATOR_STYLE["maj@k"][0])
+    _log_axis(ax)
+    ax.set_xlabel("FLOPs per problem, verifier's included (log scale)" if x == "flops_per_problem"
+                  else f"{TOKENS_LABEL}; FLOPs unknown, verifier's not counted")
+    _accuracy_axis(ax, "accuracy")
+    ax.set_title(f"{where}: aggregators at equal compute, B={budget}")
+    ax.legend(title="N rises along each curve", loc="best", fontsize="small", framealpha=0.9)
+
+
+def plot_accuracy_vs_compute(cells: pa.Table | pd.DataFrame, out: Path,
+                             aggregators: tuple[str, ...] = ("maj@k", "pass@k")) -> Path:
+    """Write the sweep's quick plot (`figure_accuracy_vs_compute`) as PNG and SVG with the stem of `out`;
+    return the PNG's path."""
+    return save_figure(figure_accuracy_vs_compute(cells, aggregators), out)[0]
 
 
 # --- shared pieces --------------------------------------------------------------------------------
@@ -85,16 +134,10 @@ def save_figure(fig: Figure, out: Path) -> list[Path]:
     paths = []
     for fmt in ("png", "svg"):
         path = Path(out).with_suffix(f".{fmt}")
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=130))
+        atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=130))
         paths.append(path)
     plt.close(fig)
     return paths
-
-
-def _frame(cells: pa.Table | pd.DataFrame) -> pd.DataFrame:
-    df = cells.to_pandas() if isinstance(cells, pa.Table) else cells.copy()
-    # Points off a log axis (no compute, or compute unknown) cannot be drawn or fitted.
-    return df[np.isfinite(df.tokens_per_problem) & (df.tokens_per_problem > 0) & df.accuracy.notna()]
 
 
 def _curves(fits: Sequence[Mapping] | Mapping | None) -> list[Mapping]:
@@ -137,11 +180,10 @@ def _panels(keys: list, title_none: str) -> tuple[Figure, list]:
     return fig, axes[:count]
 
 
-def _budget_colors(budgets: Sequence[int]) -> dict[int, tuple]:
-    """One colour per budget, dark (small B) to light (large B); yellow is avoided: unreadable on white."""
-    budgets = sorted(budgets)
-    colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(budgets)) if len(budgets) > 1 else [0.35])
-    return {b: tuple(c) for b, c in zip(budgets, colors)}
+def ramp_colors(values: Sequence) -> dict:
+    """One colour per distinct value, dark (smallest) to light (largest): the one ramp of every plot and of the
+    MLflow child runs (orchestrator/colors.py)."""
+    return ramp(values)
 
 
 def _budget_colorbar(fig: Figure, ax, colors: dict[int, tuple]) -> None:
@@ -170,7 +212,8 @@ def _errorbars(ax, line: pd.DataFrame, x: str, color) -> None:
     y = line.accuracy.to_numpy()
     low = np.clip(np.nan_to_num(y - line.ci_low.to_numpy()), 0, None)
     high = np.clip(np.nan_to_num(line.ci_high.to_numpy() - y), 0, None)
-    ax.errorbar(line[x], y, yerr=[low, high], fmt="none", ecolor=color, alpha=0.35, elinewidth=1)
+    # One (2, points) array, not a list of two: a list of one-point arrays is read as scalars (one budget).
+    ax.errorbar(line[x], y, yerr=np.vstack([low, high]), fmt="none", ecolor=color, alpha=0.35, elinewidth=1)
 
 
 def _tick_label(value: float, _=None) -> str:
@@ -213,7 +256,7 @@ def figure_o1(cells: pa.Table | pd.DataFrame, fits=None, aggregator: str = "maj@
     """Accuracy against generated tokens per problem (log x), one panel per (model, dataset, strategy):
     the serial curve at N=1 across budgets (black, each point labelled with its B) and, from each of
     its points, the parallel curve at that budget across N (coloured by B), with fits dotted."""
-    df = _frame(cells)
+    df = on_log_axis(cells)
     df = df[df.aggregator == aggregator]
     several = df.strategy.nunique() > 1
     keys = sorted(df.groupby(["model", "dataset", "strategy"]).groups)
@@ -221,7 +264,7 @@ def figure_o1(cells: pa.Table | pd.DataFrame, fits=None, aggregator: str = "maj@
     curves = _curves(fits)
     for ax, (model, dataset, strategy) in zip(axes, keys):
         g = df[(df.model == model) & (df.dataset == dataset) & (df.strategy == strategy)]
-        colors = _budget_colors(g.budget.unique())
+        colors = ramp_colors(g.budget.unique())
         ns = sorted(g.n.unique())
         fitted = False
         for budget, color in colors.items():
@@ -272,7 +315,7 @@ def plot_o1(cells: pa.Table | pd.DataFrame, fits, out: Path, aggregator: str = "
 def figure_coverage(cells: pa.Table | pd.DataFrame, fits=None) -> Figure:
     """pass@k against k (log x), one curve per budget (coloured by B), with the exp_power_law fits dotted;
     one panel per (model, dataset, strategy)."""
-    df = _frame(cells)
+    df = on_log_axis(cells)
     df = df[df.aggregator == "pass@k"]
     several = df.strategy.nunique() > 1
     keys = sorted(df.groupby(["model", "dataset", "strategy"]).groups)
@@ -280,7 +323,7 @@ def figure_coverage(cells: pa.Table | pd.DataFrame, fits=None) -> Figure:
     curves = _curves(fits)
     for ax, (model, dataset, strategy) in zip(axes, keys):
         g = df[(df.model == model) & (df.dataset == dataset) & (df.strategy == strategy)]
-        colors = _budget_colors(g.budget.unique())
+        colors = ramp_colors(g.budget.unique())
         fitted = False
         for budget, color in colors.items():
             line = g[g.budget == budget].sort_values("n")
@@ -311,41 +354,10 @@ def plot_coverage(cells: pa.Table | pd.DataFrame, fits, out: Path) -> list[Path]
 
 # --- the iso-compute frontier ---------------------------------------------------------------------
 
-FRONTIER_COLUMNS = ["model", "dataset", "tokens_per_problem", "strategy", "budget", "n", "accuracy", "ci_low",
-                    "ci_high", "cell_tokens_per_problem", "cell_flops_per_problem"]
-
-
-def iso_compute_frontier(cells: pa.Table | pd.DataFrame, aggregator: str = "maj@k") -> pd.DataFrame:
-    """The best split of each compute level between thinking (B) and sampling (N).
-
-    For every (model, dataset) and every compute level (each distinct tokens_per_problem among its
-    cells), the most accurate cell spending at most that much: the upper envelope of accuracy
-    against compute. Ties go to the cheaper cell, then to the smaller N. Columns: FRONTIER_COLUMNS
-    (`cell_*` are what the best cell itself spends, at most the level).
-    """
-    df = _frame(cells)
-    df = df[df.aggregator == aggregator].sort_values(
-        ["model", "dataset", "tokens_per_problem", "accuracy", "n", "budget"],
-        ascending=[True, True, True, False, True, True])
-    rows = []
-    for (model, dataset), g in df.groupby(["model", "dataset"], sort=True):
-        best = None
-        for level, at in g.groupby("tokens_per_problem", sort=True):
-            top = at.iloc[0]  # most accurate at exactly this level (sorted above)
-            if best is None or top.accuracy > best.accuracy:
-                best = top
-            rows.append({"model": model, "dataset": dataset, "tokens_per_problem": float(level),
-                         "strategy": best.strategy, "budget": int(best.budget), "n": int(best.n),
-                         "accuracy": float(best.accuracy), "ci_low": float(best.ci_low),
-                         "ci_high": float(best.ci_high), "cell_tokens_per_problem": float(best.tokens_per_problem),
-                         "cell_flops_per_problem": float(best.flops_per_problem)})
-    return pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
-
-
 def figure_frontier(cells: pa.Table | pd.DataFrame, aggregator: str = "maj@k") -> Figure:
     """Every cell (grey, sized by N), the serial curve (N=1) and the iso-compute frontier (a step line),
     each change of the best split labelled with its (B, N); one panel per (model, dataset)."""
-    df = _frame(cells)
+    df = on_log_axis(cells)
     df = df[df.aggregator == aggregator]
     frontier = iso_compute_frontier(df, aggregator)
     several = df.strategy.nunique() > 1
@@ -384,34 +396,6 @@ def plot_frontier(cells: pa.Table | pd.DataFrame, out: Path, aggregator: str = "
 
 
 # --- the headline figure: models compared on one compute axis ------------------------------------
-
-HEADLINE_COLUMNS = ["model", "dataset", "strategy", "curve", "budget", "n", "tokens_per_problem", "accuracy",
-                    "ci_low", "ci_high"]
-
-
-def headline_curves(cells: pa.Table | pd.DataFrame, aggregator: str = "maj@k",
-                    parallel_budget: int | None = None) -> pd.DataFrame:
-    """The three curves of the headline figure per (model, dataset, strategy), as rows (HEADLINE_COLUMNS)
-    with `curve` one of:
-    - "frontier": the cells no cheaper-or-equal cell beats, over every (B, N): each is more accurate
-      than everything spending less (ties go to the cheaper cell, then the smaller N);
-    - "serial": N = 1, budget rising (thinking longer);
-    - "parallel": N rising at one budget, `parallel_budget` or else the largest (voting over more samples).
-    Points are sorted by compute; cells off a log axis (no finite positive compute) are left out."""
-    df = _frame(cells)
-    df = df[df.aggregator == aggregator]
-    parts = []
-    for (model, dataset, strategy), g in df.groupby(["model", "dataset", "strategy"], sort=True):
-        ordered = g.sort_values(["tokens_per_problem", "accuracy", "n"], ascending=[True, False, True])
-        best = ordered.accuracy.cummax().shift(fill_value=-np.inf)
-        frontier = ordered[ordered.accuracy > best]
-        budget = parallel_budget if parallel_budget is not None else int(g.budget.max())
-        for curve, rows in (("frontier", frontier), ("serial", g[g.n == 1]), ("parallel", g[g.budget == budget])):
-            parts.append(rows.sort_values(["tokens_per_problem", "n"]).assign(curve=curve)[HEADLINE_COLUMNS])
-    if not parts:
-        return pd.DataFrame(columns=HEADLINE_COLUMNS)
-    return pd.concat(parts, ignore_index=True)
-
 
 def figure_headline(cells: pa.Table | pd.DataFrame, aggregator: str = "maj@k",
                     parallel_budget: int | None = None) -> Figure:

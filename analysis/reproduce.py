@@ -3,19 +3,30 @@
 For each published point (aggregator, n, budget, value, source) the table holds our
 accuracy at that cell, our 95% interval over problems (`estimators.mean_ci`), and whether the published
 value falls inside it. The plot draws our curves with the published points overlaid.
+`write_reproduction` is what `ttc reproduce` does after its sweep: the table as reproduction.md and .csv, the
+plot, all three next to the sweep's cells and attached to its MLflow run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import pyarrow as pa
+
+from analysis.plots import ramp_colors, save_figure
+
+if TYPE_CHECKING:
+    from orchestrator.config import Config
+
+LINE_STYLES = {"pass@k": "s--", "maj@k": "o-", "bon@k": "^-.", "wmaj@k": "d:"}
 
 
 def compare(cells: pa.Table, published: Sequence) -> pd.DataFrame:
@@ -52,13 +63,12 @@ def plot_reproduction(cells: pa.Table, table: pd.DataFrame, out: Path, title: st
     """Our accuracy against N (one line per budget and aggregator) with the published points overlaid."""
     df = cells.to_pandas()
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    budgets = sorted(df.budget.unique())
-    colour = dict(zip(budgets, plt.cm.viridis([i / max(len(budgets) - 1, 1) * 0.9 for i in range(len(budgets))])))
+    colour = ramp_colors(df.budget.unique())
     for (aggregator, budget), g in df.groupby(["aggregator", "budget"], sort=True):
         if aggregator not in set(table.aggregator):
             continue
-        g = g.sort_values("n")  # one colour per budget; solid maj@k, dashed pass@k
-        ax.plot(g.n, g.accuracy, "o-" if aggregator == "maj@k" else "s--", color=colour[budget], alpha=0.85,
+        g = g.sort_values("n")  # one colour per budget, one line style per aggregator
+        ax.plot(g.n, g.accuracy, LINE_STYLES.get(aggregator, "x:"), color=colour[budget], alpha=0.85,
                 label=f"ours {aggregator}, B={budget}")
         ax.fill_between(g.n, g.ci_low, g.ci_high, color=colour[budget], alpha=0.10)
     for r in table.itertuples():
@@ -74,7 +84,33 @@ def plot_reproduction(cells: pa.Table, table: pd.DataFrame, out: Path, title: st
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)[0]
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """What `write_reproduction` wrote, and whether MLflow has it."""
+
+    table: pd.DataFrame
+    """`compare`'s table: one row per published point."""
+    markdown_path: Path
+    csv_path: Path
+    plot_path: Path
+    tracking_failure: str | None
+    """None, or why the files were journaled for `ttc sync` instead of logged (tracking on, MLflow down)."""
+
+
+def write_reproduction(cfg: Config, recipe: str, sweep_id: str, sweep_dir: Path, cells: pa.Table) -> Reproduction:
+    """Compare a recipe's finished sweep with its published numbers (`cfg.published`); write reproduction.md,
+    reproduction.csv and plots/reproduction.png into `sweep_dir` and attach the markdown and plot to its run."""
+    from orchestrator.tracking import log_to_sweep
+
+    table = compare(cells, cfg.published)
+    title = f"{recipe}: ours vs published"
+    md = sweep_dir / "reproduction.md"
+    md.write_text(to_markdown(table, title), encoding="utf-8")
+    csv = sweep_dir / "reproduction.csv"
+    table.to_csv(csv, index=False)
+    plot = plot_reproduction(cells, table, sweep_dir / "plots" / "reproduction.png", title)
+    failure = log_to_sweep(cfg, sweep_id, sweep_dir, [(md, None), (plot, "plots")]) if cfg.tracking.enabled else None
+    return Reproduction(table, md, csv, plot, failure)

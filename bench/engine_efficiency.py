@@ -81,7 +81,7 @@ def _tail_dataset(root: Path, problems: int) -> Path:
 
 def workload(name: str, root: Path, problems: int):
     """(config, units) of a workload."""
-    from orchestrator.config import compose
+    from orchestrator.compose import compose
     from orchestrator.datasets import load_problems
     from orchestrator.plan import plan_units
 
@@ -179,8 +179,8 @@ def run_bare(name: str, root: Path, problems: int) -> dict:
     from vllm.v1.engine.async_llm import AsyncLLM
 
     from orchestrator.budget import cap_ladder, split_thinking, think_max_tokens
-    from orchestrator.plan import derive_seed
     from orchestrator.prompts import prompt_ids
+    from orchestrator.units import derive_seed
 
     cfg, units = workload(name, root, problems)
     m = cfg.model

@@ -70,7 +70,7 @@ def cell_by_cell(engine, problems, budgets, ns, seed):
 
     from analysis.estimators import maj_at_k
     from orchestrator.budget import split_thinking
-    from orchestrator.plan import derive_seed
+    from orchestrator.units import derive_seed
 
     m, results, decoded = engine.model, {}, 0
     prompts = [engine.prompt_ids(p.problem) for p in problems]
@@ -115,7 +115,7 @@ def real_run(args: argparse.Namespace) -> float:
 
     from analysis.cells import compute_cells
     from analysis.estimators import mean_ci
-    from orchestrator.config import compose
+    from orchestrator.compose import compose
     from orchestrator.datasets import load_problems
     from orchestrator.engines.vllm import VLLMEngine
     from orchestrator.plan import plan_units

@@ -8,7 +8,8 @@ What runs, honestly:
   longest-first streaming, bounded in-flight, models in turn, replica retirement) against the
   virtual-time backend (orchestrator/virtual_backend.py): 32 simulated nodes x 8 GPUs, each
   replica an in-process SimEngine (orchestrator/engines/sim.py) whose units take their
-  simulated seconds on a virtual clock instead of sleeping. 256 real Ray actors (one process each) cannot start on 2 cores and
+  simulated seconds on a virtual clock instead of sleeping. 256 real Ray actors (one process each)
+  cannot start on 2 cores and
   24 GB, and a makespan of hours cannot be slept through; the virtual clock gives the same
   schedule the dispatcher would produce on a real cluster whose engines took those times.
   What the virtual backend leaves out is Ray's own latency (milliseconds against units of
@@ -40,12 +41,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.config import ClusterConfig, ModelConfig  # noqa: E402
-from orchestrator.datasets import Problem  # noqa: E402
-from orchestrator.dispatch import run_models  # noqa: E402
-from orchestrator.engines.sim import SimEngine  # noqa: E402
-from orchestrator.plan import Unit, unit_key  # noqa: E402
-from orchestrator.virtual_backend import VirtualCluster  # noqa: E402
+from orchestrator.config import ClusterConfig, ModelConfig, SimConfig
+from orchestrator.datasets import Problem
+from orchestrator.dispatch import run_models
+from orchestrator.engines.sim import SimEngine
+from orchestrator.units import Unit, unit_key
+from orchestrator.virtual_backend import VirtualCluster
 
 NODES, GPUS_PER_NODE = 32, 8
 BUDGETS, N_SAMPLES, PROBLEMS_PER_UNIT = (1024, 4096, 16384), 4, 2
@@ -61,7 +62,7 @@ def make_work(seed: int) -> list[tuple[ModelConfig, list[Unit]]]:
     for name, tp, n_units, spt, startup in MODELS:
         model = ModelConfig(name=name, path=f"sim/{name}", engine="sim", tensor_parallel_size=tp,
                             answer_max_tokens=32, max_model_len=32768,
-                            sim=dict(LENGTHS, seconds_per_token=spt, startup_s=startup, seed=seed))
+                            sim=SimConfig(**LENGTHS, seconds_per_token=spt, startup_s=startup, seed=seed))
         base = {"model": name, "budgets": list(BUDGETS), "n_samples": N_SAMPLES, "seed": seed}
         problems = [Problem(f"{name}-q{i}", f"problem {i} for {name}", "0") for i in range(n_units * PROBLEMS_PER_UNIT)]
         units = []
@@ -123,7 +124,7 @@ def ray_driver_cost(n_units: int) -> dict:
     start_ray(ClusterConfig(num_cpus=4, num_gpus=8))
     try:
         model = ModelConfig(name="ray-sim", path="sim/ray-sim", engine="sim", answer_max_tokens=32,
-                            sim=dict(LENGTHS, think_mean_tokens=200, seconds_per_token=0.001))
+                            sim=SimConfig(**{**LENGTHS, "think_mean_tokens": 200}, seconds_per_token=0.001))
         problems = [Problem(f"r{i}", f"problem {i}", "0") for i in range(n_units * PROBLEMS_PER_UNIT)]
         units = [Unit(f"ray-{j}", model, "bench", tuple(problems[2 * j:2 * j + 2]), BUDGETS, N_SAMPLES, 0, "cap")
                  for j in range(n_units)]
@@ -160,7 +161,8 @@ def main() -> None:
         static.append(s)
         print(f"run {seed}: makespan {d['makespan']:.0f} s, bound {d['bound']:.0f} s (longest unit "
               f"{d['longest']:.0f} s), ratio {d['ratio']:.3f}, GPU util {d['util']:.1%} (loading engines "
-              f"{d['startup']:.1%}, idle {1 - d['util'] - d['startup']:.1%}), {d['replicas']} replicas started, driver {d['driver_ms']:.3f} ms/unit CPU ({d['wall_s']:.1f} s wall for {d['units']} units) | "
+              f"{d['startup']:.1%}, idle {1 - d['util'] - d['startup']:.1%}), {d['replicas']} replicas started, "
+              f"driver {d['driver_ms']:.3f} ms/unit CPU ({d['wall_s']:.1f} s wall for {d['units']} units) | "
               f"static: makespan {s['makespan']:.0f} s, ratio {s['ratio']:.3f}, GPU util {s['util']:.1%}")
 
     def med(rows, key):

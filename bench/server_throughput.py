@@ -15,8 +15,8 @@ Generation time runs from the first unit sent to the last unit's rows (engine or
 the server's start is printed apart). Tokens are the tokens generated (thinking passes + answers),
 counted per request on each side. The rows of both sides are compared (but for latency_s,
 cached_tokens and the engine's names), and the CPU seconds each process spent generating are printed
-(the client, vLLM's engine core, the server's API process). Last lines: `inprocess_tokens_per_s=`, `server_tokens_per_s=`,
-`server_ratio=` and `rows_equal=`. Never run in tests.
+(the client, vLLM's engine core, the server's API process). Last lines: `inprocess_tokens_per_s=`,
+`server_tokens_per_s=`, `server_ratio=` and `rows_equal=`. Never run in tests.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def side(which: str, limit: int | None, out: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from orchestrator.config import compose
+    from orchestrator.compose import compose
     from orchestrator.datasets import load_problems
     from orchestrator.engines.openai import OpenAIEngine, vllm_serve_command
     from orchestrator.engines.vllm import VLLMEngine
@@ -151,7 +151,8 @@ def side(which: str, limit: int | None, out: Path) -> None:
         result["cpu_s"] = {k: round(sum(after[k].values()) - sum(before[k].values()), 1) for k in watched}
         result["requests"] = engine.requests
         table = pa.Table.from_batches(batches)
-        pq.write_table(table.drop_columns(NOT_COMPARED).sort_by([("problem_id", "ascending"), ("sample_idx", "ascending"),
+        pq.write_table(table.drop_columns(NOT_COMPARED).sort_by([("problem_id", "ascending"),
+                                                                ("sample_idx", "ascending"),
                                                                 ("budget", "ascending")]), out)
         result |= {"gen_s": seconds, "tokens": engine.generated, "rows": table.num_rows, "units": len(units),
                    "in_flight": in_flight, "capacity": engine.capacity()}

@@ -60,9 +60,9 @@ def sample_sequences(problems, n_samples: int, budgets, seed: int) -> list[dict]
     """Every distinct (problem, sample, continuation) of the cap ladder with its answer graded: one record
     per verifier input (prompt + continuation + answer), with its label and where it came from."""
     from orchestrator.budget import cap_ladder
-    from orchestrator.config import compose
+    from orchestrator.compose import compose
     from orchestrator.engines.vllm import VLLMEngine
-    from orchestrator.plan import Unit, derive_seed
+    from orchestrator.units import Unit, derive_seed
     from orchestrator.verifier import verifier_sequence
 
     model = compose([]).model  # the toy reasoner as the default sweep configures it
@@ -100,9 +100,9 @@ def rung_records(problems, n_samples: int, budgets, seed: int) -> list[dict]:
     """Like `sample_sequences` but one record per (problem, sample, budget), as a sweep's rows are (for
     evaluation): rows sharing a continuation repeat its sequence."""
     from orchestrator.budget import cap_ladder
-    from orchestrator.config import compose
+    from orchestrator.compose import compose
     from orchestrator.engines.vllm import VLLMEngine
-    from orchestrator.plan import Unit, derive_seed
+    from orchestrator.units import Unit, derive_seed
     from orchestrator.verifier import verifier_sequence
 
     model = compose([]).model

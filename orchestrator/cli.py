@@ -3,6 +3,7 @@
     ttc sweep [hydra overrides...]   run a sweep, e.g.
         ttc sweep dataset=gsm8k dataset.limit=50 'sweep.budgets=[128,512]' 'sweep.n=[1,4,16]'
         ttc sweep model=a,b dataset=gsm8k,math500    (a grid over models and datasets, one sweep)
+        ttc sweep --json ...         the same, then one JSON object of its id and paths as the last line
     ttc show SWEEP_ID [--ci]         print a finished sweep's cells table (`ttc show`: list sweeps)
     ttc analyze SWEEP_ID             fit the scaling curves: fits.json, report.md, plots (also on MLflow)
     ttc reproduce RECIPE [--dry-run] run a recipe of conf/experiment/, compare with its published numbers
@@ -10,23 +11,35 @@
     ttc ui [SWEEP_ID] [--port 5000] [--workers 1]   serve the MLflow UI; print links to a sweep's runs and charts
 
 Bad input (an invalid key or value, an unknown group option, a missing or malformed dataset
-file) prints one line naming what is wrong and exits with status 2.
+file) prints one line naming what is wrong and exits with status 2; a sweep that stopped part-way
+prints one line and exits with status 1 (`FAILURES`: the errors of orchestrator/errors.py by family).
+Each command is a row of `COMMANDS`: its name, help, arguments and handler.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.config import ConfigError, compose, compose_grid
-from orchestrator.datasets import DatasetError
-from orchestrator.errors import SweepError
+from orchestrator.compose import compose, compose_grid
+from orchestrator.errors import BadInput, ConfigError, Stopped, SweepError, TrackingError, TtcError
 
 EXIT_BAD_INPUT = 2
+FAILURES: dict[type[TtcError], tuple[int, str]] = {
+    BadInput: (EXIT_BAD_INPUT, "error"),  # nothing was written: fix the named key, file or line and run again
+    SweepError: (1, "sweep stopped"),  # what finished is in the store: the same command runs only the rest
+    TrackingError: (1, "sync failed"),  # `ttc sync` met MLflow down: its journal is kept as it was
+    Stopped: (1, "stopped"),
+}
+"""How each error family ends a command: (exit status, the word after `ttc: `); the most specific class wins."""
 
 
 def cells_tables(cells, ci: bool = False) -> list[Table]:
@@ -52,8 +65,9 @@ def _accuracy(cell, ci: bool) -> str:
     return f"{cell.accuracy:.3f} [{cell.ci_low:.2f},{cell.ci_high:.2f}]" if ci else f"{cell.accuracy:.3f}"
 
 
-def cmd_sweep(overrides: list[str], out: Console, dry_run: bool = False) -> int:
-    """Run a sweep; with `dry_run`, only make every check made before one starts and print its size."""
+def cmd_sweep(overrides: list[str], out: Console, dry_run: bool = False, as_json: bool = False) -> int:
+    """Run a sweep; with `dry_run`, only make every check made before one starts and print its size. With
+    `as_json`, a finished sweep's last stdout line is one JSON object (`sweep_json`), for scripts."""
     grid = compose_grid(overrides)
     if dry_run:
         from orchestrator.preflight import check
@@ -63,7 +77,23 @@ def cmd_sweep(overrides: list[str], out: Console, dry_run: bool = False) -> int:
         out.print(f"checked: nothing started, nothing written under {checked.store.root}; run it without --dry-run",
                   markup=False)
         return 0
-    return _run_and_report(grid, out)[1]
+    result, status = _run_and_report(grid, out)
+    if as_json:
+        print(json.dumps(sweep_json(grid[0], result, status)), flush=True)
+    return status
+
+
+def sweep_json(cfg, result, status: int) -> dict[str, Any]:
+    """Where a finished sweep's results are, for `ttc sweep --json`: its id, the store, the samples
+    directory, cells.parquet, report.md (written by `ttc analyze`), the plots directory, and how it ended."""
+    sweep_dir = result.sweep_dir
+    return {
+        "sweep_id": result.sweep_id, "status": "finished" if status == 0 else "units_failed",
+        "store": str(cfg.store.path), "samples": str(cfg.store.path / "samples"), "sweep_dir": str(sweep_dir),
+        "cells": str(result.cells_path), "report": str(sweep_dir / "report.md"), "plots": str(sweep_dir / "plots"),
+        "units_run": result.units_run, "units_cached": result.units_cached, "units_failed": len(result.failed),
+        "tracking_uri": result.tracking_uri, "parent_run_id": result.parent_run_id, "needs_sync": result.needs_sync,
+    }
 
 
 def _print_size(checked, out: Console) -> None:
@@ -97,9 +127,10 @@ def _print_size(checked, out: Console) -> None:
         m = part.model
         if m.engine == "openai" and m.api == "chat":
             kind = ("effort levels (model.effort_budgets)" if m.effort_budgets else
-                    "prompted budgets (model.budget_prompt)" if m.budget_prompt else "token limits (max_completion_tokens)")
-            say(f"  {m.name} runs cell by cell: a chat API cannot continue a prompt, so every budget is its own request "
-                f"({len(problems)} problems x {sweep.max_n} samples x {len(sweep.budgets)} budgets = "
+                    "prompted budgets (model.budget_prompt)" if m.budget_prompt else
+                    "token limits (max_completion_tokens)")
+            say(f"  {m.name} runs cell by cell: a chat API cannot continue a prompt, so every budget is its own "
+                f"request ({len(problems)} problems x {sweep.max_n} samples x {len(sweep.budgets)} budgets = "
                 f"{len(problems) * sweep.max_n * len(sweep.budgets):,} requests to {m.base_url}; budgets as {kind})")
         elif m.engine == "openai":
             say(f"  {m.name} is served at {m.base_url} (model.served_name={m.served_name or m.path}): the cap ladder "
@@ -165,10 +196,10 @@ def _run_and_report(cfg, out: Console):
 
 def cmd_reproduce(recipe: str, dry_run: bool, overrides: list[str], out: Console) -> int:
     """Plan (and unless --dry-run, run) a recipe, then compare it with its published numbers."""
-    from analysis.reproduce import compare, plot_reproduction, to_markdown
-    from orchestrator.config import group_options
+    from analysis.reproduce import write_reproduction
+    from orchestrator.compose import group_options
     from orchestrator.preflight import check
-    from orchestrator.tracking import log_to_sweep, sync_command
+    from orchestrator.tracking import sync_command
 
     if recipe not in group_options("experiment"):
         raise ConfigError(f"RECIPE={recipe!r} is not a recipe; allowed: {', '.join(group_options('experiment'))} "
@@ -183,18 +214,12 @@ def cmd_reproduce(recipe: str, dry_run: bool, overrides: list[str], out: Console
     if dry_run:
         return 0
     result, status = _run_and_report(cfg, out)
-    table = compare(result.cells, cfg.published)
-    title = f"{recipe}: ours vs published"
-    md = result.sweep_dir / "reproduction.md"
-    md.write_text(to_markdown(table, title), encoding="utf-8")
-    table.to_csv(result.sweep_dir / "reproduction.csv", index=False)
-    plot = plot_reproduction(result.cells, table, result.sweep_dir / "plots" / "reproduction.png", title)
-    failure = cfg.tracking.enabled and log_to_sweep(cfg, result.sweep_id, result.sweep_dir,
-                                                    [(md, None), (plot, "plots")])
-    if failure:
-        out.print(f"mlflow: not logged ({failure}); run `{sync_command(cfg, result.sweep_id)}` when it can be")
-    out.print(md.read_text(encoding="utf-8"))
-    out.print(f"reproduction: {md}\nplot:         {plot}")
+    written = write_reproduction(cfg, recipe, result.sweep_id, result.sweep_dir, result.cells)
+    if written.tracking_failure:
+        out.print(f"mlflow: not logged ({written.tracking_failure}); run `{sync_command(cfg, result.sweep_id)}` "
+                  "when it can be")
+    out.print(written.markdown_path.read_text(encoding="utf-8"))
+    out.print(f"reproduction: {written.markdown_path}\nplot:         {written.plot_path}")
     return status
 
 
@@ -203,10 +228,9 @@ def cmd_show(sweep_id: str | None, overrides: list[str], ci: bool, out: Console)
     driver gone before they finished) get their MLflow runs ended as KILLED, saying so on stderr."""
     from rich.markup import escape
 
-    from orchestrator.store import Store
     from orchestrator.tracking import close_dead_sweeps
 
-    store = Store(compose(overrides).store.path)
+    store = _store_of(overrides)
     for line in close_dead_sweeps(store):
         print(f"ttc: {line}", file=sys.stderr)
     if sweep_id is None:
@@ -235,7 +259,7 @@ def _store_of(overrides: list[str]):
     """The store the `store.*` overrides name; the other overrides apply to the saved sweep's config."""
     from orchestrator.store import Store
 
-    return Store(compose([o for o in overrides if o.startswith("store.")]).store.path)
+    return Store(compose([o for o in overrides if o.lstrip("+").startswith("store.")]).store.path)
 
 
 def _saved_config(sweep_dir, overrides: list[str]):
@@ -243,7 +267,8 @@ def _saved_config(sweep_dir, overrides: list[str]):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from orchestrator.config import check_overrides, from_dict
+    from orchestrator.compose import check_overrides
+    from orchestrator.config import from_dict
     from orchestrator.preflight import check_tracking_uri
 
     check_overrides(overrides)  # the same one-line refusals as `ttc sweep` (syntax, unknown keys, a key twice)
@@ -282,9 +307,9 @@ def cmd_analyze(sweep_id: str, overrides: list[str], out: Console, criterion: st
 
 
 def cmd_sync(sweep_id: str, overrides: list[str], out: Console) -> int:
-    """Replay what a sweep could not log to MLflow; safe to run again. MLflow still down: one line, exit 1,
-    the journal kept as it was."""
-    from orchestrator.tracking import Tracker, TrackingError
+    """Replay what a sweep could not log to MLflow; safe to run again. MLflow still down: TrackingError (one
+    line, exit 1), the journal kept as it was."""
+    from orchestrator.tracking import Tracker
 
     store = _store_of(overrides)
     sweep_dir = store.sweep_dir(sweep_id)
@@ -295,11 +320,7 @@ def cmd_sync(sweep_id: str, overrides: list[str], out: Console) -> int:
     if not tracker.needs_sync:
         out.print(f"sweep {sweep_id}: nothing to sync")
         return 0
-    try:
-        count = tracker.replay()
-    except TrackingError as err:
-        print(f"ttc: sync failed: {err}", file=sys.stderr)
-        return 1
+    count = tracker.replay()
     out.print(f"sweep {sweep_id}: replayed {count} tracking operations to {tracker.uri}")
     return 0
 
@@ -360,61 +381,97 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_BAD_INPUT)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arg(*flags: str, **options: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """One argument of a command, as `add_argument` takes it."""
+    return flags, options
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `ttc` command: a row of COMMANDS (its name, its help, its arguments as argparse takes them)."""
+
+    name: str
+    help: str
+    args: tuple[tuple[tuple[str, ...], dict[str, Any]], ...]
+    run: Callable[[argparse.Namespace, Console], int]
+    """Runs the parsed command, printing to the console; returns the exit status."""
+
+
+def _show(a: argparse.Namespace, out: Console) -> int:
+    ids = [x for x in a.args if "=" not in x]  # `show [SWEEP_ID] [KEY=VALUE...]`, in any order
+    return cmd_show(ids[0] if ids else None, [x for x in a.args if "=" in x], a.ci, out)
+
+
+OVERRIDES = "hydra overrides, e.g. store.root=/data/ttc"
+COMMANDS = {c.name: c for c in (
+    Command("sweep", "run a sweep: ttc sweep [hydra overrides...]", (
+        _arg("overrides", nargs="*", default=[], help="e.g. dataset=gsm8k 'sweep.n=[1,4,16]'"),
+        _arg("--dry-run", action="store_true",
+             help="make every check made before a sweep starts, print its size; start and write nothing"),
+        _arg("--json", action="store_true",
+             help="after the sweep, print one JSON object (sweep_id, store, samples, cells, report, plots, "
+                  "status) as the last line of stdout")),
+        lambda a, out: cmd_sweep(a.overrides, out, a.dry_run, a.json)),
+    Command("show", "print a sweep's cells table", (
+        _arg("args", nargs="*", default=[], metavar="SWEEP_ID | KEY=VALUE",
+             help="a sweep id and overrides such as store.root=/data/ttc"),
+        _arg("--ci", action="store_true", help="add 95%% confidence intervals")),
+        _show),
+    Command("analyze", "fit scaling curves; write fits.json, report.md and plots", (
+        _arg("sweep_id"),
+        _arg("overrides", nargs="*", default=[], help=OVERRIDES),
+        _arg("--criterion", choices=("aicc", "extrapolation"), default="aicc",
+             help="how each curve's form is chosen: lowest AICc (default) or lowest held-out error")),
+        lambda a, out: cmd_analyze(a.sweep_id, a.overrides, out, a.criterion)),
+    Command("reproduce", "run a recipe (conf/experiment/) and compare with published numbers", (
+        _arg("recipe"),
+        _arg("--dry-run", action="store_true", help="validate and plan; print the size; load no model"),
+        _arg("overrides", nargs="*", default=[], help=OVERRIDES)),
+        lambda a, out: cmd_reproduce(a.recipe, a.dry_run, a.overrides, out)),
+    Command("sync", "replay to MLflow what a sweep could not log (idempotent)", (
+        _arg("sweep_id"),
+        _arg("overrides", nargs="*", default=[], help="e.g. store.root=/data/ttc tracking.uri=http://host:5000")),
+        lambda a, out: cmd_sync(a.sweep_id, a.overrides, out)),
+    Command("ui", "serve the MLflow UI for the local store on 127.0.0.1", (
+        _arg("--port", type=int, default=5000),
+        _arg("--workers", type=int, default=1, help="web server worker processes (MLflow's default is 4)"),
+        _arg("overrides", nargs="*", default=[],
+             help="SWEEP_ID (default: the latest finished sweep) and overrides such as store.root=/data/ttc")),
+        lambda a, out: cmd_ui(a.port, a.overrides, a.workers)),
+)}
+
+
+def _parser(name: str | None = None) -> _Parser:
+    """`ttc`'s parser, which only picks the command (and prints `ttc --help`); with `name`, that command's."""
+    if name is not None:
+        parser = _Parser(prog=f"ttc {name}", description=COMMANDS[name].help)
+        for flags, options in COMMANDS[name].args:
+            parser.add_argument(*flags, **options)
+        return parser
     parser = _Parser(prog="ttc", description="Test-time-compute scaling sweeps.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_sweep = sub.add_parser("sweep", help="run a sweep: ttc sweep [hydra overrides...]")
-    p_sweep.add_argument("overrides", nargs="*", help="e.g. dataset=gsm8k 'sweep.n=[1,4,16]'")
-    p_sweep.add_argument("--dry-run", action="store_true",
-                         help="make every check made before a sweep starts, print its size; start and write nothing")
-    p_show = sub.add_parser("show", help="print a sweep's cells table")
-    p_show.add_argument("args", nargs="*", metavar="SWEEP_ID | KEY=VALUE",
-                        help="a sweep id and overrides such as store.root=/data/ttc")
-    p_show.add_argument("--ci", action="store_true", help="add 95%% confidence intervals")
-    p_an = sub.add_parser("analyze", help="fit scaling curves; write fits.json, report.md and plots")
-    p_an.add_argument("sweep_id")
-    p_an.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc")
-    p_an.add_argument("--criterion", choices=("aicc", "extrapolation"), default="aicc",
-                      help="how each curve's form is chosen: lowest AICc (default) or lowest held-out error")
-    p_rep = sub.add_parser("reproduce", help="run a recipe (conf/experiment/) and compare with published numbers")
-    p_rep.add_argument("recipe")
-    p_rep.add_argument("--dry-run", action="store_true", help="validate and plan; print the size; load no model")
-    p_rep.add_argument("overrides", nargs="*")
-    p_sync = sub.add_parser("sync", help="replay to MLflow what a sweep could not log (idempotent)")
-    p_sync.add_argument("sweep_id")
-    p_sync.add_argument("overrides", nargs="*", help="e.g. store.root=/data/ttc tracking.uri=http://host:5000")
-    p_ui = sub.add_parser("ui", help="serve the MLflow UI for the local store on 127.0.0.1")
-    p_ui.add_argument("--port", type=int, default=5000)
-    p_ui.add_argument("--workers", type=int, default=1, help="web server worker processes (MLflow's default is 4)")
-    p_ui.add_argument("overrides", nargs="*",
-                      help="SWEEP_ID (default: the latest finished sweep) and overrides such as store.root=/data/ttc")
-    args, extra = parser.parse_known_args(argv)
-    if extra and (args.command not in ("show", "reproduce", "sweep", "analyze") or any(e.startswith("-") for e in extra)):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "show":  # `show ID --ci KEY=VALUE`: positionals after an option arrive as extras
-        args.args += extra
-    if args.command in ("reproduce", "sweep", "analyze"):  # overrides after an option arrive as extras
-        args.overrides += extra
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS.values():  # each parses its own arguments (main): these only name it
+        sub.add_parser(command.name, help=command.help, add_help=False)
+    return parser
+
+
+def _failure(err: TtcError) -> tuple[int, str]:
+    """The row of FAILURES for `err`: its own class's, else its nearest base's."""
+    return next(FAILURES[cls] for cls in type(err).__mro__ if cls in FAILURES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    name = _parser().parse_args(argv[:1]).command  # `ttc`, `ttc --help`, an unknown command: argparse's own lines
+    # Intermixed: overrides may come before and after options (`ttc show ID --ci store.root=...`).
+    args = _parser(name).parse_intermixed_args(argv[1:])
     out = Console(soft_wrap=True)  # paths and commands stay on one line, to be copied
     try:
-        if args.command == "sweep":
-            return cmd_sweep(args.overrides, out, args.dry_run)
-        if args.command == "show":
-            ids = [a for a in args.args if "=" not in a]
-            return cmd_show(ids[0] if ids else None, [a for a in args.args if "=" in a], args.ci, out)
-        if args.command == "analyze":
-            return cmd_analyze(args.sweep_id, args.overrides, out, args.criterion)
-        if args.command == "reproduce":
-            return cmd_reproduce(args.recipe, args.dry_run, args.overrides, out)
-        if args.command == "sync":
-            return cmd_sync(args.sweep_id, args.overrides, out)
-        return cmd_ui(args.port, args.overrides, args.workers)
-    except (ConfigError, DatasetError) as err:
-        print(f"ttc: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except SweepError as err:  # the run stopped part-way; what finished is in the store
-        print(f"ttc: sweep stopped: {err}", file=sys.stderr)
-        return 1
+        return COMMANDS[name].run(args, out)
+    except TtcError as err:
+        status, what = _failure(err)
+        print(f"ttc: {what}: {err}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
-"""The sweep's configuration: frozen dataclasses, one per conf/ group, and Hydra composition.
+"""The sweep's configuration: the typed schema, frozen dataclasses, one per config section.
 
-`compose(overrides)` turns `conf/` plus command-line overrides into a validated `Config`.
-Every check raises `ConfigError` naming the key, the value and what is allowed; the CLI
-prints that one line and exits with status 2. Validation never does I/O: whether a
+`from_dict(data)` turns a plain nested dict (as Hydra composes it from conf/: orchestrator/compose.py)
+into a validated `Config`. Every check raises `ConfigError` naming the key, the value and what is
+allowed; the CLI prints that one line and exits with status 2. Validation never does I/O: whether a
 dataset file exists is the loader's business (orchestrator/datasets.py).
+
+The defaults of every key are the dataclass defaults below, and only here: a conf/ YAML states only
+what makes its option what it is (a model's path and delimiters, a sweep's grid), never a default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import itertools
 import math
 import re
 from collections.abc import Callable
@@ -18,19 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = PROJECT_ROOT / "conf"
-GROUPS = ("model", "dataset", "sweep", "tracking", "cluster", "experiment", "verifier")
 STRATEGIES = ("cap", "extend")
 ENGINE_NAMES = ("vllm", "sim", "openai")
 
 
-class ConfigError(ValueError):
-    """An invalid configuration: the message names the key and what is allowed."""
-
-
 def resolve_path(path: str) -> Path:
-    """An absolute path as given; a relative one against the cwd if it exists there, else the project root."""
+    """An absolute path as given. A relative one (`models/toy-reasoner`, `data/gsm8k.jsonl`) is looked up in
+    the working directory first, and if nothing exists there, against the project root: so conf/'s relative
+    paths work from any directory, and a file of the same name in the working directory takes precedence."""
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p.resolve()
@@ -44,6 +44,51 @@ def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """`model.sim`: the simulated engine's draws and timing (orchestrator/engines/sim.py), only with
+    model.engine=sim."""
+
+    think_mean_tokens: float = 400.0
+    """Mean thinking length in tokens of a problem of average difficulty, before the budget cap."""
+    think_sigma: float = 0.8
+    """Log-space sigma of a sample's thinking length around its problem's mean (lognormal)."""
+    problem_sigma: float = 0.5
+    """Log-space sigma of a problem's difficulty factor (lognormal with mean 1): hard problems think longer."""
+    answer_tokens: int = 8
+    """Tokens of each answer (natural or forced), at most model.answer_max_tokens."""
+    seconds_per_token: float = 0.001
+    """Engine time per generated token at its batched throughput: a unit takes its tokens x this."""
+    unit_overhead_s: float = 0.0
+    """Fixed engine time per unit (prefill, scheduling)."""
+    startup_s: float = 0.0
+    """Engine start-up time (loading weights)."""
+    time_scale: float = 1.0
+    """Real seconds slept per simulated second; 0: no sleeping (virtual time)."""
+    seed: int = 0
+    """Mixed into every draw: two simulated models with different seeds differ."""
+    capacity: int = 262_144
+    """Tokens the simulated KV cache holds (`SimEngine.capacity()`: the dispatcher sizes units in
+    flight from it, as from a real engine's KV cache)."""
+    crash_on_problem: str | None = None
+    """A problem id: the engine's process exits half way through any unit holding this problem,
+    as an engine crashing mid-generation would (for testing the scheduler's retries)."""
+
+    def __post_init__(self) -> None:
+        _check(_number(self.think_mean_tokens) and self.think_mean_tokens >= 1, "model.sim.think_mean_tokens",
+               self.think_mean_tokens, "a number >= 1")
+        for key in ("think_sigma", "problem_sigma", "seconds_per_token", "unit_overhead_s", "startup_s", "time_scale"):
+            value = getattr(self, key)
+            _check(_number(value) and value >= 0, f"model.sim.{key}", value, "a number >= 0")
+        _check(_is_int(self.answer_tokens) and self.answer_tokens >= 1, "model.sim.answer_tokens", self.answer_tokens,
+               "an integer >= 1")
+        _check(_is_int(self.seed), "model.sim.seed", self.seed, "an integer")
+        _check(_is_int(self.capacity) and self.capacity >= 1, "model.sim.capacity", self.capacity, "an integer >= 1")
+        _check(self.crash_on_problem is None
+               or (isinstance(self.crash_on_problem, str) and bool(self.crash_on_problem)),
+               "model.sim.crash_on_problem", self.crash_on_problem, "null or a problem id")
 
 
 @dataclass(frozen=True)
@@ -85,8 +130,9 @@ class ModelConfig:
     engine: str = "vllm"
     """'vllm' (real generation). 'sim' simulates lengths and latencies to test the scheduler at
     scale; it is never a default and reports no accuracy."""
-    sim: dict[str, Any] | None = None
-    """Settings of the simulated engine (orchestrator/engines/sim.py); only with engine=sim."""
+    sim: SimConfig | None = None
+    """Settings of the simulated engine (orchestrator/engines/sim.py), e.g. `model.sim.think_mean_tokens=20`;
+    only with engine=sim (null there: the SimConfig defaults)."""
     base_url: str | None = None
     """engine=openai: the OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (a vLLM or SGLang
     server) or https://api.openai.com/v1."""
@@ -141,7 +187,12 @@ class ModelConfig:
         _check(isinstance(self.kv_cache_gib, (int, float)) and self.kv_cache_gib > 0,
                "model.kv_cache_gib", self.kv_cache_gib, "a number > 0")
         _check(self.engine in ENGINE_NAMES, "model.engine", self.engine, f"one of {', '.join(ENGINE_NAMES)}")
-        _check(self.sim is None or self.engine == "sim", "model.sim", self.sim, "only with model.engine=sim")
+        if self.sim is not None:
+            _check(isinstance(self.sim, SimConfig), "model.sim", self.sim, "null or a SimConfig")
+            if self.engine != "sim":  # (the settings themselves are long: name the key, not the value)
+                raise ConfigError(f"model.sim is set with model.engine={self.engine!r}: only with model.engine=sim")
+            _check(self.sim.answer_tokens <= self.answer_max_tokens, "model.sim.answer_tokens", self.sim.answer_tokens,
+                   f"an integer in [1, model.answer_max_tokens={self.answer_max_tokens}]")
         self._check_served()
         self._check_price()
 
@@ -214,6 +265,11 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class VerifierConfig(ModelConfig):
+    """A verifier (conf/verifier/): a model that scores answers (orchestrator/verifier.py)."""
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     name: str
     """Short name used in the store's partitions and MLflow."""
@@ -250,7 +306,7 @@ class SweepConfig:
     early end of thinking with model.extend_string and think on, s1's "Wait")."""
     extend_rounds: int = 1
     """With strategy=extend: how many times one sample's early end of thinking is replaced."""
-    problems_per_unit: int = 16
+    problems_per_unit: int = 32
     """Problems per unit of scheduled work."""
     max_unit_rows: int = 1_000_000
     """Most sample rows one unit may hold (problems_per_unit x max N x budgets). The engine builds a
@@ -263,7 +319,8 @@ class SweepConfig:
     def __post_init__(self) -> None:
         _check(bool(self.name), "sweep.name", self.name, "a non-empty experiment name")
         for key, values, low in (("sweep.budgets", self.budgets, 0), ("sweep.n", self.n, 1)):
-            _check(isinstance(values, tuple) and len(values) > 0, key, list(values) if isinstance(values, tuple) else values,
+            _check(isinstance(values, tuple) and len(values) > 0, key,
+                   list(values) if isinstance(values, tuple) else values,
                    "a non-empty list (an empty grid has nothing to run)")
             _check(all(_is_int(v) and v >= low for v in values), key, list(values),
                    f"integers >= {low}")
@@ -359,7 +416,8 @@ class ClusterConfig:
         _check(self.replicas is None or (_is_int(self.replicas) and self.replicas >= 1),
                "cluster.replicas", self.replicas, "null or an integer >= 1")
         _check(self.max_in_flight is None or (_is_int(self.max_in_flight) and self.max_in_flight >= 1),
-               "cluster.max_in_flight", self.max_in_flight, "null (sized from the engine's capacity) or an integer >= 1")
+               "cluster.max_in_flight", self.max_in_flight,
+               "null (sized from the engine's capacity) or an integer >= 1")
         _check(_is_int(self.placement_group_min_tp) and self.placement_group_min_tp >= 1,
                "cluster.placement_group_min_tp", self.placement_group_min_tp, "an integer >= 1")
         _check(_is_int(self.max_retries) and self.max_retries >= 0, "cluster.max_retries",
@@ -417,7 +475,7 @@ class Config:
     cost: CostConfig = field(default_factory=CostConfig)
     published: tuple[PublishedPoint, ...] = ()
     """Set by reproduction recipes (conf/experiment/): the numbers this grid should reproduce."""
-    verifier: ModelConfig | None = None
+    verifier: VerifierConfig | None = None
     """An outcome reward model (conf/verifier/, `verifier=toy`) that scores every answered row after grading
     (orchestrator/verifier.py), for bon@k and wmaj@k; null: none."""
 
@@ -434,22 +492,17 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# The config sections, each a frozen dataclass; GROUPS (conf/) choose among YAML files that fill them.
+# The config sections, each a frozen dataclass; conf/'s groups (orchestrator/compose.py) choose among YAML files
+# that fill them.
 SECTIONS = {"model": ModelConfig, "dataset": DatasetConfig, "sweep": SweepConfig,
              "store": StoreConfig, "tracking": TrackingConfig, "cluster": ClusterConfig, "cost": CostConfig}
-GRID_GROUPS = ("model", "dataset")
 
 
 def _fields(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-def _all_keys() -> list[str]:
-    """Every key an override may name: the groups and SECTION.FIELD of the schema."""
-    return [*GROUPS, *(f"{name}.{f}" for name, cls in SECTIONS.items() for f in _fields(cls))]
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
     return f" (did you mean {' or '.join(close)}?)" if close else ""
 
@@ -469,7 +522,10 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "tuple[int, ...]": (lambda v: isinstance(v, tuple), "a list such as [1,4,16]"),
     "dict[str, Any] | None": (lambda v: v is None or isinstance(v, dict), "null or a mapping of keys"),
+    "SimConfig | None": (lambda v: v is None or isinstance(v, (dict, SimConfig)), "null or a mapping of keys"),
 }
+# Fields that are records of their own: the mapping composed from YAML becomes that record.
+_NESTED: dict[str, type] = {"SimConfig | None": SimConfig}
 
 
 def _section(cls: type, name: str, data: Any) -> Any:
@@ -478,7 +534,7 @@ def _section(cls: type, name: str, data: Any) -> Any:
     known = _fields(cls)
     unknown = sorted(set(data) - set(known), key=str)
     if unknown:
-        raise ConfigError(f"{name}.{unknown[0]} is not a known key{_did_you_mean(str(unknown[0]), known)}; "
+        raise ConfigError(f"{name}.{unknown[0]} is not a known key{did_you_mean(str(unknown[0]), known)}; "
                           f"allowed: {', '.join(sorted(known))}")
     missing = [f.name for f in dataclasses.fields(cls)
                if f.name not in data and f.default is dataclasses.MISSING
@@ -495,15 +551,19 @@ def _section(cls: type, name: str, data: Any) -> Any:
                 allowed += f" (quote a value that looks like a number or boolean: {name}.{f.name}='{value}')"
             raise ConfigError(f"{name}.{f.name}={list(value) if isinstance(value, tuple) else value!r} is invalid: "
                               f"{allowed}")
+        nested = _NESTED.get(str(f.type))
+        if nested and isinstance(values.get(f.name), dict):
+            values[f.name] = _section(nested, f"{name}.{f.name}", values[f.name])
     return cls(**values)
 
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Build and validate a Config from a plain nested dict (as composed by Hydra)."""
-    # `grid` (conf/config.yaml) is read by compose_grid, not by a Config: one Config is one (model, dataset).
+    # `grid` (conf/config.yaml) is read by orchestrator.compose.compose_grid, not by a Config:
+    # one Config is one (model, dataset).
     unknown = sorted(set(data) - set(SECTIONS) - {"published", "grid", "verifier"}, key=str)
     if unknown:
-        raise ConfigError(f"{unknown[0]} is not a known config section{_did_you_mean(str(unknown[0]), list(SECTIONS))}; "
+        raise ConfigError(f"{unknown[0]} is not a known config section{did_you_mean(str(unknown[0]), list(SECTIONS))}; "
                           f"allowed: {', '.join(SECTIONS)}, published")
     for required in ("model", "dataset"):
         if required not in data:
@@ -513,163 +573,4 @@ def from_dict(data: dict[str, Any]) -> Config:
         raise ConfigError(f"published: expected a list of points, got {published!r}")
     return Config(**{name: _section(cls, name, data[name]) for name, cls in SECTIONS.items() if name in data},
                   published=tuple(_section(PublishedPoint, "published", p) for p in published),
-                  verifier=_section(ModelConfig, "verifier", data["verifier"]) if data.get("verifier") else None)
-
-
-def group_options(group: str) -> list[str]:
-    """The options of one conf/ group, e.g. the dataset names."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-
-
-def _parse(overrides: list[str]) -> list:
-    """Hydra's own parse of each override; one that does not parse is named in one line."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    parser = OverridesParser.create()
-    parsed = []
-    for item in overrides:
-        try:
-            parsed += parser.parse_overrides([item])
-        except HydraException as err:
-            why = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
-            raise ConfigError(f"{item!r} is not a valid override ({why}); write KEY=VALUE, e.g. 'sweep.n=[1,4,16]', "
-                              "dataset=gsm8k or model.name='my model'") from None
-    return parsed
-
-
-def _check_key(key: str) -> None:
-    """A key the schema has, or one line with the nearest keys (a misspelling is never suggested as `+key=`)."""
-    section, dot, rest = key.partition(".")
-    if section in ("hydra", "published"):  # Hydra's own settings; recipe points: left to Hydra and from_dict
-        return
-    if not dot:
-        if section in GROUPS or section in SECTIONS:
-            return
-        raise ConfigError(f"{key} is not a config group or key{_did_you_mean(key, _all_keys())}; groups: "
-                          f"{', '.join(GROUPS)}; keys are SECTION.KEY, e.g. sweep.n, model.path")
-    if section not in SECTIONS:
-        dotted = [k for k in _all_keys() if "." in k]
-        raise ConfigError(f"{key} is not a known key{_did_you_mean(key, dotted)}; sections: "
-                          f"{', '.join(SECTIONS)}")
-    name, _, deeper = rest.partition(".")
-    known = _fields(SECTIONS[section])
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        hint = f" (did you mean {' or '.join(f'{section}.{c}' for c in close)}?)" if close else ""
-        raise ConfigError(f"{section}.{name} is not a known key{hint}; allowed: {', '.join(sorted(known))}")
-    if deeper and name not in ("sim", "price", "effort_budgets"):  # the mappings in the schema
-        raise ConfigError(f"{key} is not a known key: {section}.{name} has no keys of its own")
-
-
-def _check_option(override: Any, grid: bool) -> None:
-    group, text = override.key_or_group, override.input_line
-    if override.value() is None:
-        raise ConfigError(f"{text}: to pick no {group}, leave {group}= out (or delete the default: ~{group})")
-    if override.is_sweep_override():
-        if not (grid and group in GRID_GROUPS):
-            raise ConfigError(f"{text}: a comma list makes a grid only for {' and '.join(GRID_GROUPS)} of `ttc sweep`; "
-                              f"pick one {group}")
-        options = list(override.sweep_string_iterator())
-    else:
-        options = [override.get_value_element_as_str()]
-    allowed = group_options(group)
-    for option in options:
-        if option not in allowed:
-            raise ConfigError(f"{group}={option} is not a known option{_did_you_mean(option, allowed)}; allowed: "
-                              f"{', '.join(allowed)} (conf/{group}/)")
-    if len(set(options)) < len(options):
-        raise ConfigError(f"{text}: an option is listed twice; list each {group} once")
-
-
-def check_overrides(overrides: list[str], grid: bool = False) -> None:
-    """Refuse, in one line each, what Hydra would misread or silently accept: an override that does not
-    parse, an empty key (`=8`), a key given twice (Hydra keeps the last without a word), an unknown key
-    or group option (naming the nearest ones), and a comma list except `model=a,b` / `dataset=x,y` of a
-    grid (`grid=True`). The values themselves are the dataclasses' business."""
-    from hydra.core.override_parser.types import OverrideType
-
-    seen: dict[tuple[str, str | None], str] = {}
-    for override in _parse(overrides):
-        key, text = override.key_or_group, override.input_line
-        if not key:
-            raise ConfigError(f"{text!r} has no key before '='; write KEY=VALUE, e.g. sweep.seed=1")
-        if (key, override.package) in seen:
-            hint = f"; a grid over several is one comma list, e.g. {key}=a,b" if grid and key in GRID_GROUPS else ""
-            raise ConfigError(f"{key} is given twice ({seen[key, override.package]} and {text}); give each key "
-                              f"once{hint}")
-        seen[key, override.package] = text
-        _check_key(key)
-        if key in GROUPS and override.type != OverrideType.DEL:
-            _check_option(override, grid)
-        elif override.is_sweep_override():
-            raise ConfigError(f"{text}: a comma list of values (a Hydra sweep) works only for "
-                              f"{' and '.join(f'{g}=' for g in GRID_GROUPS)} of `ttc sweep`; for other keys run "
-                              f"`python jobs/sweep.py --multirun {text}`")
-
-
-def _allow_schema_key(override: str) -> str:
-    """`model.extend_string=x` works even if the model's YAML leaves that key to its default:
-    a key of the schema becomes Hydra's add-or-override (`++`); any other key stays an error."""
-    key, sep, value = override.partition("=")
-    section, dot, rest = key.lstrip("+").partition(".")
-    if sep and dot and section in SECTIONS and rest.split(".")[0] in _fields(SECTIONS[section]):
-        return f"++{section}.{rest}={value}"
-    return override
-
-
-def compose(overrides: list[str]) -> Config:
-    """Compose conf/ with Hydra overrides (`sweep.n=[1,4]`, `dataset=gsm8k`) into a validated Config."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    check_overrides(overrides)
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            cfg = hydra_compose(config_name="config", overrides=[_allow_schema_key(o) for o in overrides])
-        data = OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException, ValueError) as err:  # Hydra raises ValueError for some input
-        raise ConfigError(" ".join(str(err).split())) from None
-    assert isinstance(data, dict)
-    return from_dict(data)
-
-
-def compose_grid(overrides: list[str]) -> list[Config]:
-    """Like `compose`, but `model=a,b` and `dataset=x,y` make a grid: one Config per (model, dataset)
-    pair, sharing every other setting (`ttc sweep model=toy,r1-distill-qwen-1.5b dataset=gsm8k,math500`)."""
-    check_overrides(overrides, grid=True)
-    choices: list[list[str]] = []
-    for item in overrides:
-        group, sep, option = item.partition("=")
-        if sep and group in GRID_GROUPS and "," in option:
-            choices.append([f"{group}={o.strip()}" for o in option.split(",") if o.strip()])
-        else:
-            choices.append([item])
-    for group, options in default_grid(overrides).items():
-        choices.append([f"{group}={o}" for o in options])
-    return [compose(list(combo)) for combo in itertools.product(*choices)]
-
-
-def default_grid(overrides: list[str]) -> dict[str, list[str]]:
-    """The grid a sweep runs over where the command line chooses nothing: `grid` of conf/config.yaml (the
-    default run compares `model: [toy, toy-base]`), or with experiment=NAME that recipe's own `grid` (none
-    if it has none). A group the command line names in any way (`model=..`, `model.KEY=..`, `~model`)
-    is the command line's choice and is not expanded."""
-    from omegaconf import OmegaConf
-
-    keys = {o.lstrip("+~").partition("=")[0] for o in overrides}
-    named = {k.partition(".")[0] for k in keys}
-    experiment = next((o.partition("=")[2] for o in overrides if o.lstrip("+~").partition("=")[0] == "experiment"), None)
-    source = CONF_DIR / (f"experiment/{experiment}.yaml" if experiment else "config.yaml")
-    grid = (OmegaConf.to_container(OmegaConf.load(source)).get("grid") or {}) if source.is_file() else {}
-    where = source.relative_to(PROJECT_ROOT)
-    _check(isinstance(grid, dict) and set(grid) <= set(GRID_GROUPS), f"grid ({where})", grid,
-           f"a mapping of {' and/or '.join(GRID_GROUPS)} to lists of options")
-    for group, options in grid.items():
-        allowed = group_options(group)
-        _check(isinstance(options, list) and len(options) == len(set(options)) > 0
-               and all(o in allowed for o in options), f"grid.{group} ({where})", options,
-               f"a list of distinct options of conf/{group}/: {', '.join(allowed)}")
-    return {group: list(options) for group, options in grid.items() if group not in named}
+                  verifier=_section(VerifierConfig, "verifier", data["verifier"]) if data.get("verifier") else None)

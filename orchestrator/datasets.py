@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.config import DatasetConfig, resolve_path
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used: the message names the file (and line) and what is wrong."""
+from orchestrator.errors import DatasetError
 
 
 @dataclass(frozen=True)

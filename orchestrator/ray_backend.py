@@ -27,10 +27,10 @@ from ray.util.placement_group import placement_group, placement_group_table, rem
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from orchestrator.config import ClusterConfig, ModelConfig
-from orchestrator.dispatch import (IN_FLIGHT_CAP, Event, Finished, Lost, Placement, Raised, Ready, Replica,
-                                   SchedulerError, check_nodes)
+from orchestrator.dispatch import IN_FLIGHT_CAP, Event, Finished, Lost, Placement, Raised, Ready, Replica, check_nodes
 from orchestrator.engines import ENGINES
-from orchestrator.plan import Unit
+from orchestrator.errors import ConfigError, SchedulerError
+from orchestrator.units import Unit
 
 
 def start_ray(cluster: ClusterConfig) -> None:
@@ -47,7 +47,6 @@ def start_ray(cluster: ClusterConfig) -> None:
         return
     import socket
 
-    from orchestrator.config import ConfigError  # an address where no cluster answers is bad input: exit 2
 
     address = cluster.address or os.environ.get("RAY_ADDRESS") or "auto"
     fix = "set cluster.address or RAY_ADDRESS, or start one with `ray start --head`"
@@ -216,7 +215,7 @@ def _cause(err: BaseException) -> str:
 
 
 def check_placement(models: Sequence[ModelConfig], cluster: ClusterConfig, local: bool = False) -> None:
-    """Raise SchedulerError (or ConfigError for bad model.sim settings) if a model cannot be placed on
+    """Raise PlacementError if a model cannot be placed on
     the cluster Ray is connected to; starts nothing. For a driver that checks before writing anything.
 
     `local=True`: check against the node a local Ray (cluster.kind=local) would have on this machine,

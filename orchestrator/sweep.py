@@ -23,14 +23,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from analysis.cells import compute_cells, pricing_of
-from analysis.plots import plot_accuracy_vs_compute, plot_headline
 from orchestrator import dispatch, preflight
-from orchestrator.config import Config, ConfigError, resolve_path
-from orchestrator.errors import SweepError
-from orchestrator.plan import Unit, model_shape
+from orchestrator.config import Config, resolve_path
+from orchestrator.model_files import model_shape
 from orchestrator.store import Store, new_sweep_id
 from orchestrator.tracking import Tracker, close_dead_sweeps, ui_base
+from orchestrator.units import Unit
 
 
 @dataclass
@@ -91,11 +89,9 @@ def _run_started(parts: list[Config], problems: list[list], units, cached, todo,
         by_model.setdefault(unit.model.name, (unit.model, []))[1].append(unit)
     dispatcher = dispatch.Dispatcher(list(by_model.values()), cfg.cluster, lambda *a: None,
                                      ray_backend.RayBackend(cfg.cluster))
-    try:
+    try:  # a SchedulerError (an engine that cannot start) is a SweepError: the CLI says the sweep stopped
         dispatcher.start()
         return _run_dispatching(parts, problems, units, cached, todo, damaged, store, console, dispatcher)
-    except dispatch.SchedulerError as err:
-        raise SweepError(str(err)) from None
     finally:
         dispatcher.close()
 
@@ -118,7 +114,8 @@ def _run_dispatching(parts: list[Config], problems: list[list], units, cached, t
     if cfg.tracking.enabled:
         tracker = Tracker(cfg, sweep_id, sweep_dir)
         tracker.start_sweep(cfg, sweep_dir / "config.yaml", [
-            (p.model.name, p.dataset.name, dataset_digest(probs), p.dataset.hf_id or str(resolve_path(p.dataset.path or "")))
+            (p.model.name, p.dataset.name, dataset_digest(probs),
+             p.dataset.hf_id or str(resolve_path(p.dataset.path or "")))
             for p, probs in zip(parts, problems)])
     pairs = ", ".join(f"{p.model.name} x {p.dataset.name} ({len(probs)} problems)" for p, probs in zip(parts, problems))
     console.print(f"sweep [bold]{sweep_id}[/]: {pairs}; {cfg.sweep.max_n} samples each, "
@@ -146,10 +143,16 @@ def _run_dispatching(parts: list[Config], problems: list[list], units, cached, t
         if todo:
             outcome, measured = _schedule(todo, dispatcher, store, record, tracker, console)
             failed = [(u.key, why) for u, why in outcome.failed]
+        # The analysis stack (scipy, pandas, matplotlib: about a second to import) loads here, once the units
+        # have run, not before a sweep's first check.
+        from analysis.cells import compute_cells, pricing_of
+        from analysis.plots import plot_accuracy_vs_compute, plot_headline
+
         samples = store.sweep_samples(sweep_id)
         simulated = {p.model.name for p in parts if p.model.engine == "sim"}
         if simulated:  # simulated rows carry lengths and timings, never accuracy
-            samples = samples.filter(pc.invert(pc.is_in(samples.column("model"), value_set=pa.array(sorted(simulated)))))
+            samples = samples.filter(pc.invert(pc.is_in(samples.column("model"),
+                                                        value_set=pa.array(sorted(simulated)))))
         shapes = {name: model_shape(model) for name, model in {p.model.name: p.model for p in parts}.items()}
         verifier_shape = model_shape(cfg.verifier) if cfg.verifier is not None else None
         pricing = pricing_of(parts, store.throughput(measured, sweep_id))
@@ -204,10 +207,8 @@ def _verify_stored(cached: list[Unit], store: Store, console: Console) -> tuple[
 def _start_ray_for(parts: list[Config], ray_backend) -> None:
     """Start Ray and check the models' placement, as run() does before anything is written."""
     ray_backend.start_ray(parts[0].cluster)
-    try:
-        ray_backend.check_placement(list({p.model.name: p.model for p in parts}.values()), parts[0].cluster)
-    except dispatch.SchedulerError as err:
-        raise ConfigError(str(err)) from None
+    # A model no node can hold raises PlacementError, a ConfigError: bad input, before anything is written.
+    ray_backend.check_placement(list({p.model.name: p.model for p in parts}.values()), parts[0].cluster)
 
 
 def dataset_digest(problems: list) -> str:
@@ -230,11 +231,13 @@ class LiveStats:
     def add(self, unit: Unit, batch: pa.RecordBatch) -> None:
         # Thinking is shared by all budgets: count it once per sample (the largest budget's rows).
         top = batch.filter(pc.equal(batch.column("budget"), unit.budgets[-1]))
-        tokens = (pc.sum(top.column("think_tokens")).as_py() or 0) + (pc.sum(batch.column("answer_tokens")).as_py() or 0)
+        tokens = ((pc.sum(top.column("think_tokens")).as_py() or 0)
+                  + (pc.sum(batch.column("answer_tokens")).as_py() or 0))
         self.tokens += tokens
         self.model_tokens[unit.model.name] = self.model_tokens.get(unit.model.name, 0) + tokens
         table = pa.Table.from_batches([batch]).group_by("budget").aggregate([("correct", "count"), ("correct", "sum")])
-        for budget, count, correct in zip(*(table.column(c).to_pylist() for c in ("budget", "correct_count", "correct_sum"))):
+        for budget, count, correct in zip(*(table.column(c).to_pylist()
+                                            for c in ("budget", "correct_count", "correct_sum"))):
             acc = self.rows.setdefault((unit.model.name, unit.dataset, budget, unit.strategy), [0, 0, 0])
             acc[0] += len(unit.problems)
             acc[1] += count

@@ -46,7 +46,9 @@ from urllib.parse import quote, urlencode
 
 import pyarrow as pa
 
+from orchestrator.colors import ramp_color
 from orchestrator.config import PROJECT_ROOT, Config, StoreConfig, from_dict
+from orchestrator.errors import TrackingError
 from orchestrator.store import Store, atomic_write
 
 METRIC_OF = {"maj@k": "maj_accuracy", "pass@k": "pass_at_k", "bon@k": "bon_accuracy", "wmaj@k": "wmaj_accuracy"}
@@ -55,9 +57,6 @@ LIVE_INTERVAL_S = 5.0  # live metrics at most this often: one log_batch per chil
 SWEEP_WIDE = ("tokens_per_s",)  # live figures of the whole sweep: logged on the parent run, not copied to each child
 UI_PORT = 5000  # `ttc ui`'s default port, where a local store's links point
 SHARED_VIEW = "mlflow.sharedViewState."  # experiment tag prefix the UI reads a `viewStateShareKey` link from
-# Child run colors in the UI (tag mlflow.runColor), dark to light in grid order so a budget's color says how
-# large it is (viridis, without its last yellow, which is faint on white).
-RUN_COLORS = ("#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b")
 EXPERIMENT_NOTE = ("ttc sweeps: one parent run per sweep, one child run per budget. `ttc ui` prints a link to each "
                    "sweep's runs and charts. If the sidebar says GenAI, click Model training once: MLflow "
                    "remembers it.")
@@ -67,10 +66,6 @@ EXPERIMENT_TAGS = {
     "mlflow.experiment.primaryMetric.name": "maj_accuracy",
     "mlflow.experiment.primaryMetric.greaterIsBetter": "true",
 }
-
-
-class TrackingError(RuntimeError):
-    """MLflow could not be reached (or refused) while replaying the journal; the message is one line."""
 
 
 def sync_command(cfg: Config, sweep_id: str) -> str:
@@ -237,7 +232,9 @@ def _summary(cells: pa.Table) -> tuple[dict[str, float], str]:
                 metrics[f"{prefix}maj_at_{n_max}_B{budget}"] = float(top_maj.accuracy)
             if top_pass is not None:
                 metrics[f"{prefix}pass_at_{n_max}_B{budget}"] = float(top_pass.accuracy)
-            cell = (lambda r: "" if r is None else f"{r.accuracy:.3f}")
+            def cell(r) -> str:
+                return "" if r is None else f"{r.accuracy:.3f}"
+
             lines.append(f"| {budget} | {b.mean_think_tokens.iloc[0]:.1f} | {cell(one)} | {cell(top_maj)} | "
                          f"{cell(top_pass)} | {'' if top_maj is None else f'{top_maj.tokens_per_problem:,.0f}'} |")
         where = f"{model} on {dataset}, {int(g.problems.iloc[0])} problems, {', '.join(sorted(set(g.strategy)))}"
@@ -296,7 +293,8 @@ class Tracker:
         return self.pending.exists()
 
     # --- the operations: each idempotent, each either applied or journaled ---
-    def _do(self, op: str, **args: Any) -> None:
+    def record(self, op: str, **args: Any) -> None:
+        """Apply one operation (`_op_<op>`) now, or journal it for `ttc sync` once MLflow has failed."""
         if not self.offline:
             try:
                 getattr(self, f"_op_{op}")(**args)
@@ -412,7 +410,7 @@ class Tracker:
         budgets, ns = list(cfg.sweep.budgets), list(cfg.sweep.n)
         models, datasets = [m for m, _, _, _ in pairs], [d for _, d, _, _ in pairs]
         # The sweep's view of its runs, for the link runs_url prints (the tag survives in the journal like any call).
-        self._do("experiment_tags", tags={**EXPERIMENT_TAGS, SHARED_VIEW + self.sweep_id:
+        self.record("experiment_tags", tags={**EXPERIMENT_TAGS, SHARED_VIEW + self.sweep_id:
                                                                    packed_view(self.sweep_id, ns)})
         tags = {"sweep_id": self.sweep_id, "ttc.kind": "sweep",
                 "mlflow.note.content": (f"Sweep `{self.sweep_id}`: {', '.join(dict.fromkeys(models))} on "
@@ -422,32 +420,33 @@ class Tracker:
         commit = git_commit()
         if commit:
             tags["mlflow.source.git.commit"] = commit
-        self._do("run", key=self.parent_key, name=parent_name(self.sweep_id, models, datasets, budgets, ns),
+        self.record("run", key=self.parent_key, name=parent_name(self.sweep_id, models, datasets, budgets, ns),
                  tags=tags, parent=None, start_ms=now)
         params = _flatten(cfg.to_dict())
         if len(pairs) > 1:
             params["grid"] = json.dumps([[m, d] for m, d, _, _ in pairs])
-        self._do("log", key=self.parent_key, params=params)
-        self._do("artifact", key=self.parent_key, path=str(config_path), artifact_dir=None)
+        self.record("log", key=self.parent_key, params=params)
+        self.record("artifact", key=self.parent_key, path=str(config_path), artifact_dir=None)
         strategy = cfg.sweep.strategy
         order, count = 0, len(pairs) * len(budgets)
         for model, dataset, digest, source in pairs:
             for budget in budgets:
                 key = child_key(self.sweep_id, model, dataset, budget, strategy)
                 self.children.append(key)
-                color = RUN_COLORS[round(order * (len(RUN_COLORS) - 1) / max(count - 1, 1))]
+                # Child run colors in the UI, dark to light in grid order: the plots' ramp (orchestrator/colors.py).
+                color = ramp_color(order / max(count - 1, 1))
                 tags = {"model": model, "dataset": dataset, "budget": str(budget), "strategy": strategy,
                         "sweep_id": self.sweep_id, "ttc.kind": "cell", "mlflow.runColor": color}
                 order += 1  # children start 1 ms apart in grid order: the UI lists them by start time
-                self._do("run", key=key, name=child_name(model, dataset, budget, strategy), tags=tags,
+                self.record("run", key=key, name=child_name(model, dataset, budget, strategy), tags=tags,
                          parent=self.parent_key, start_ms=now + order)
                 # `budget` also as a metric (step 0): the UI sorts and plots by metrics, numerically (params are text)
-                self._do("log", key=key, params={"model": model, "dataset": dataset, "budget": str(budget),
+                self.record("log", key=key, params={"model": model, "dataset": dataset, "budget": str(budget),
                                                  "strategy": strategy}, metrics=[["budget", budget, now, 0]])
-                self._do("dataset", key=key, name=dataset, digest=digest, source=source)
+                self.record("dataset", key=key, name=dataset, digest=digest, source=source)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self._do("log", key=self.parent_key, tags=tags)
+        self.record("log", key=self.parent_key, tags=tags)
 
     def log_live(self, progress: dict[tuple[str, str, int, str], tuple[int, dict[str, float]]],
                  force: bool = False) -> None:
@@ -463,13 +462,13 @@ class Tracker:
         wide: dict[str, float] = {}
         for (model, dataset, budget, strategy), (step, metrics) in progress.items():
             key = child_key(self.sweep_id, model, dataset, budget, strategy)
-            self._do("log", key=key, metrics=[[name, value, ts, step] for name, value in metrics.items()
+            self.record("log", key=key, metrics=[[name, value, ts, step] for name, value in metrics.items()
                                               if name not in SWEEP_WIDE])
             done[(model, dataset, strategy)] = max(done.get((model, dataset, strategy), 0), step)
             wide.update({name: value for name, value in metrics.items() if name in SWEEP_WIDE})
         if done:
             step = sum(done.values())
-            self._do("log", key=self.parent_key, metrics=[[name, value, ts, step] for name, value in
+            self.record("log", key=self.parent_key, metrics=[[name, value, ts, step] for name, value in
                                                           sorted({**wide, "problems_done": float(step)}.items())])
 
     def log_cells(self, cells: pa.Table) -> None:
@@ -486,34 +485,34 @@ class Tracker:
                     metrics.append(["tokens_per_problem", float(row.tokens_per_problem), ts, int(row.n)])
             metrics.append(["mean_think_tokens", float(g.mean_think_tokens.iloc[0]), ts, 0])
             key = child_key(self.sweep_id, model, dataset, int(budget), strategy)
-            self._do("log", key=key, metrics=metrics, params={"problems": str(int(g.problems.iloc[0]))})
+            self.record("log", key=key, metrics=metrics, params={"problems": str(int(g.problems.iloc[0]))})
         summary, description = _summary(cells)
         if len(description) > 7900:  # MLflow keeps at most 8,000 characters of a tag
             description = description[:7800].rsplit("\n", 1)[0] + "\n\n(cut here: every cell is in `cells.csv`)"
-        self._do("log", key=self.parent_key, metrics=[[k, v, ts, 0] for k, v in sorted(summary.items())],
+        self.record("log", key=self.parent_key, metrics=[[k, v, ts, 0] for k, v in sorted(summary.items())],
                  tags={"mlflow.note.content": description})
         csv = self.pending.parent / "cells.csv"  # beside cells.parquet: the UI previews CSV as a table
         atomic_write(csv, lambda tmp: df.to_csv(tmp, index=False, float_format="%.6g"))
-        self._do("artifact", key=self.parent_key, path=str(csv), artifact_dir=None)
+        self.record("artifact", key=self.parent_key, path=str(csv), artifact_dir=None)
 
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
-        self._do("artifact", key=self.parent_key, path=str(path), artifact_dir=artifact_dir)
+        self.record("artifact", key=self.parent_key, path=str(path), artifact_dir=artifact_dir)
 
     def log_summary(self, metrics: dict[str, float]) -> None:
         """Figures of the whole sweep on the parent run (units re-queued, engines lost, ...)."""
         ts = int(time.time() * 1000)
-        self._do("log", key=self.parent_key, metrics=[[k, float(v), ts, 0] for k, v in sorted(metrics.items())])
+        self.record("log", key=self.parent_key, metrics=[[k, float(v), ts, 0] for k, v in sorted(metrics.items())])
 
     def end_running(self, status: str = "KILLED") -> None:
         """For a sweep whose driver died: end its runs that were left RUNNING."""
-        self._do("end_running", status=status, end_ms=int(time.time() * 1000))
+        self.record("end_running", status=status, end_ms=int(time.time() * 1000))
 
     def finish(self, ok: bool) -> None:
         now = int(time.time() * 1000)
         status = "FINISHED" if ok else "FAILED"
         for key in self.children:
-            self._do("end", key=key, status=status, end_ms=now)
-        self._do("end", key=self.parent_key, status=status, end_ms=now)
+            self.record("end", key=key, status=status, end_ms=now)
+        self.record("end", key=self.parent_key, status=status, end_ms=now)
 
     def links(self, base: str) -> tuple[str, str] | None:
         """(the sweep's runs with their charts, the parent run's page) in the UI at `base`; None while the
@@ -553,7 +552,7 @@ def log_to_sweep(cfg: Config, sweep_id: str, sweep_dir: Path, artifacts: list[tu
         tracker.log_artifact(path, artifact_dir)
     if metrics:
         ts = int(time.time() * 1000)
-        tracker._do("log", key=tracker.parent_key, metrics=[[k, v, ts, 0] for k, v in sorted(metrics.items())])
+        tracker.record("log", key=tracker.parent_key, metrics=[[k, v, ts, 0] for k, v in sorted(metrics.items())])
     return (tracker.error or "earlier operations are still waiting for sync") if tracker.needs_sync else None
 
 

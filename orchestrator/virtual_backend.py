@@ -29,9 +29,11 @@ import time
 from collections import deque
 from typing import Literal
 
-from orchestrator.dispatch import Event, Finished, Lost, Placement, Raised, Ready, Replica, SchedulerError
+from orchestrator.config import SimConfig
+from orchestrator.dispatch import Event, Finished, Lost, Placement, Raised, Ready, Replica
 from orchestrator.engines.sim import SimEngine
-from orchestrator.plan import Unit
+from orchestrator.errors import SchedulerError
+from orchestrator.units import Unit
 
 
 class VirtualCluster:
@@ -84,10 +86,8 @@ class VirtualCluster:
             self.node_of[replica] = node
             t = time.process_time()
             model = replica.model
-            if model.sim and model.sim.get("time_scale", 1) != 0:  # virtual time: the engine never sleeps
-                model = dataclasses.replace(model, sim={**model.sim, "time_scale": 0})
-            elif not model.sim:
-                model = dataclasses.replace(model, sim={"time_scale": 0})
+            if model.sim is None or model.sim.time_scale != 0:  # virtual time: the engine never sleeps
+                model = dataclasses.replace(model, sim=dataclasses.replace(model.sim or SimConfig(), time_scale=0))
             engine = self.engines[replica] = SimEngine(model)
             self.engine_cpu += time.process_time() - t
             ready_at = self.clock + engine.settings.startup_s

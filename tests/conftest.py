@@ -47,7 +47,7 @@ TOY_OVERRIDES: list[str] = []  # the committed toy reasoner with its default con
 @pytest.fixture(scope="session")
 def toy_engine():
     """One real vLLM engine on the toy reasoner, shared by every test that needs it (~20 s to start)."""
-    from orchestrator.config import compose
+    from orchestrator.compose import compose
     from orchestrator.engines.vllm import VLLMEngine
 
     engine = VLLMEngine(compose(TOY_OVERRIDES).model)

@@ -80,10 +80,12 @@ class StandIn:
                           "invalid_request_error", "invalid_value")
         messages = body.get("messages")
         if not messages or not isinstance(messages, list):
-            return _error(400, "Missing required parameter: 'messages'.", "invalid_request_error", "missing_required_parameter")
+            return _error(400, "Missing required parameter: 'messages'.", "invalid_request_error",
+                          "missing_required_parameter")
         with self.lock:
             if self.fail_always is not None:
-                return self.fail_always, {}, _error(self.fail_always, "The server had an error.", "server_error", None)[2]
+                return (self.fail_always, {},
+                        _error(self.fail_always, "The server had an error.", "server_error", None)[2])
             if self.script:
                 status, headers = self.script.pop(0)
                 return status, headers, _error(status, "Rate limit reached." if status == 429 else
@@ -151,7 +153,7 @@ def _handler(api: StandIn):
             self._send(401, _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")[2])
             return False
 
-        def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+        def do_GET(self) -> None:
             if not self._authorized():
                 return
             if self.path.rstrip("/") == "/v1/models":
@@ -160,7 +162,7 @@ def _handler(api: StandIn):
             else:
                 self._send(404, _error(404, "Not found", "invalid_request_error", None)[2])
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             if not self._authorized():

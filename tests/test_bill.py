@@ -14,11 +14,13 @@ import pyarrow as pa
 import pytest
 
 from analysis.cells import Pricing, compute_cells, pricing_of, sample_bill
-from analysis.plots import TOKENS_LABEL, figure_headline, headline_curves, plot_headline
+from analysis.frontier import headline_curves
+from analysis.plots import TOKENS_LABEL, figure_headline, plot_headline
 from analysis.report import analyze, cheapest_cells, cost_span
-from orchestrator.config import compose, compose_grid
+from orchestrator.compose import compose, compose_grid
 from orchestrator.schema import CELL_SCHEMA, SAMPLE_SCHEMA
 from orchestrator.store import Store
+from tests.rows import sample_row
 
 # (budget, n) -> maj@k accuracy. tokens per problem = n x (budget + 4); the reasoner climbs with B and N,
 # the base is flat in B and gains a little from N.
@@ -35,7 +37,8 @@ def hand_cells(usd_per_token: float | None = 0.001) -> pd.DataFrame:
             tokens = float(n * (budget + 4))
             for aggregator in ("maj@k", "pass@k"):
                 rows.append({"model": model, "dataset": "arith", "budget": budget, "strategy": "cap", "n": n,
-                             "aggregator": aggregator, "accuracy": acc if aggregator == "maj@k" else min(1.0, acc + 0.1),
+                             "aggregator": aggregator,
+                             "accuracy": acc if aggregator == "maj@k" else min(1.0, acc + 0.1),
                              "ci_low": acc - 0.05, "ci_high": acc + 0.05, "mean_think_tokens": float(budget),
                              "tokens_per_problem": tokens, "flops_per_problem": 1e6 * tokens, "problems": 100,
                              "samples": 1600, "engine_seconds_per_problem": tokens / 1000.0,
@@ -104,12 +107,9 @@ def test_cheapest_cells_per_accuracy_level_and_top_against_bottom():
 
 
 def _sample(budget, think, answer, forced, correct, problem="p0", sample=0, suffix=1):
-    return {"unit_key": "u", "model": "m", "model_revision": None, "dataset": "d", "problem_id": problem,
-            "sample_idx": sample, "seed": sample, "budget": budget, "strategy": "cap", "think_tokens": think,
-            "answer_tokens": answer, "suffix_tokens": suffix, "prompt_tokens": 10, "cached_tokens": 0,
-            "forced": forced, "finish_reason": "stop", "answer_text": "", "extracted_answer": "1",
-            "correct": correct, "vote_class": 0 if correct else 1, "latency_s": 0.5, "engine": "vllm",
-            "engine_version": "test"}
+    return sample_row(problem_id=problem, sample_idx=sample, budget=budget, think_tokens=think, answer_tokens=answer,
+                      suffix_tokens=suffix, forced=forced, extracted_answer="1", correct=correct,
+                      vote_class=0 if correct else 1, latency_s=0.5)
 
 
 def bill_samples() -> pa.Table:
@@ -175,7 +175,8 @@ def test_analyze_reports_the_bill_and_the_headline_figure(tmp_path):
 
 
 def test_the_default_run_sweeps_the_reasoner_and_the_base():
-    assert [(c.model.name, c.dataset.name) for c in compose_grid([])] == [("toy", "toy_arith"), ("toy-base", "toy_arith")]
+    assert [(c.model.name, c.dataset.name) for c in compose_grid([])] == [("toy", "toy_arith"),
+                                                                         ("toy-base", "toy_arith")]
     assert [c.model.name for c in compose_grid(["sweep=debug"])] == ["toy", "toy-base"]
     # The command line chooses when it names a model in any way, or a recipe (which may have its own grid).
     assert [c.model.name for c in compose_grid(["model=toy-cool"])] == ["toy-cool"]

@@ -9,8 +9,15 @@ import random
 
 import pytest
 
-from orchestrator.budget import (Thinking, can_extend, cap_ladder, extend, extend_max_tokens, split_thinking,
-                                 think_max_tokens)
+from orchestrator.budget import (
+    Thinking,
+    can_extend,
+    cap_ladder,
+    extend,
+    extend_max_tokens,
+    split_thinking,
+    think_max_tokens,
+)
 
 END, EOS = 99, 98
 SUFFIX = (99, 7)

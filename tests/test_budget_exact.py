@@ -13,10 +13,11 @@ import dataclasses
 import pytest
 
 from orchestrator.budget import cap_ladder, split_thinking, think_max_tokens
-from orchestrator.config import compose
+from orchestrator.compose import compose
 from orchestrator.datasets import load_problems
-from orchestrator.plan import Unit, derive_seed
+from orchestrator.units import Unit, derive_seed
 from tests.conftest import TOY_OVERRIDES
+from tests.rows import ROW_ORDER
 
 pytestmark = pytest.mark.e2e
 
@@ -104,7 +105,7 @@ def test_extend_only_adds_thinking_and_puts_the_wait_string_where_the_delimiter_
             assert e.token_ids[len(c.token_ids):len(c.token_ids) + len(wait)] == wait
             replaced += 1
     assert replaced > 0
-    cap_rows = engine.run_unit(cap).to_pandas().sort_values(["problem_id", "sample_idx", "budget"])
-    ext_rows = engine.run_unit(ext).to_pandas().sort_values(["problem_id", "sample_idx", "budget"])
+    cap_rows = engine.run_unit(cap).to_pandas().sort_values(ROW_ORDER)
+    ext_rows = engine.run_unit(ext).to_pandas().sort_values(ROW_ORDER)
     assert (ext_rows.think_tokens.to_numpy() >= cap_rows.think_tokens.to_numpy()).all()
     assert (ext_rows.think_tokens <= ext_rows.budget).all() and set(ext_rows.strategy) == {"extend"}

@@ -12,18 +12,17 @@ from analysis import estimators
 from analysis.cells import compute_cells, flops_per_sample, problem_estimate_se, vote_seed
 from analysis.estimators import maj_at_k, pass_at_k
 from orchestrator.config import ModelConfig
-from orchestrator.plan import model_shape
+from orchestrator.model_files import model_shape
 from orchestrator.schema import CELL_SCHEMA, SAMPLE_SCHEMA
+from tests.rows import sample_row
 
 WRONG_CLASSES = {"2": 1, "3": 2}
 
 
 def _row(problem, sample, budget, correct, answer, vote_class, suffix_tokens=0, think=7, model="m"):
-    return {"unit_key": "u", "model": model, "model_revision": None, "dataset": "d", "problem_id": problem,
-            "sample_idx": sample, "seed": sample, "budget": budget, "strategy": "cap", "think_tokens": think,
-            "answer_tokens": 3, "suffix_tokens": suffix_tokens, "prompt_tokens": 11, "cached_tokens": 0,
-            "forced": suffix_tokens > 1, "finish_reason": "stop", "answer_text": "", "extracted_answer": answer,
-            "correct": correct, "vote_class": vote_class, "latency_s": 0.0, "engine": "vllm", "engine_version": "x"}
+    return sample_row(model=model, problem_id=problem, sample_idx=sample, budget=budget, think_tokens=think,
+                      suffix_tokens=suffix_tokens, prompt_tokens=11, forced=suffix_tokens > 1,
+                      extracted_answer=answer, correct=correct, vote_class=vote_class)
 
 
 def _samples(rng, problems=6, n=4, budgets=(0, 10)):

@@ -5,11 +5,15 @@ import json
 import pyarrow as pa
 import pytest
 
-from orchestrator.config import DatasetConfig, compose, group_options
-from orchestrator.datasets import DatasetError, load_problems
-from orchestrator.plan import derive_seed, plan_units
+from orchestrator.compose import compose, group_options
+from orchestrator.config import DatasetConfig
+from orchestrator.datasets import load_problems
+from orchestrator.errors import DatasetError
+from orchestrator.plan import plan_units
 from orchestrator.schema import CELL_SCHEMA, SAMPLE_SCHEMA
 from orchestrator.store import Store
+from orchestrator.units import derive_seed
+from tests.rows import sample_row
 
 EXPECTED_ROWS = {"math500": 500, "aime2024": 30, "aime2025": 30, "amc2023": 40, "gsm8k": 1319}
 
@@ -35,7 +39,8 @@ def test_malformed_line_is_named(tmp_path):
 
 def test_text_that_is_not_utf8_is_named_by_line(tmp_path):
     f = tmp_path / "latin1.jsonl"
-    f.write_bytes('{"id": "a", "problem": "1+1", "answer": "2"}\n{"id": "b", "problem": "d\u00e9j\u00e0", "answer": "1"}\n'
+    f.write_bytes('{"id": "a", "problem": "1+1", "answer": "2"}\n'
+                  '{"id": "b", "problem": "d\u00e9j\u00e0", "answer": "1"}\n'
                   .encode("latin-1"))
     with pytest.raises(DatasetError, match=r"latin1\.jsonl:2: not UTF-8 text \(byte 0xe9 at column 26\)"):
         load_problems(DatasetConfig(name="l", path=str(f)))
@@ -66,13 +71,9 @@ def test_plan_is_deterministic_and_keyed_by_content():
 
 
 def _row(**overrides):
-    row = {f.name: None for f in SAMPLE_SCHEMA}
-    row.update(unit_key="k", model="m", dataset="d", problem_id="p", sample_idx=0, seed=1, budget=8,
-               strategy="cap", think_tokens=8, answer_tokens=3, prompt_tokens=5, cached_tokens=0, forced=True,
-               finish_reason="stop", answer_text="\\boxed{1}", extracted_answer="1", correct=True,
-               latency_s=0.1, engine="vllm", engine_version="x")
-    row.update(overrides)
-    return row
+    return sample_row(**{"unit_key": "k", "problem_id": "p", "seed": 1, "budget": 8, "think_tokens": 8,
+                         "prompt_tokens": 5, "forced": True, "answer_text": "\\boxed{1}", "extracted_answer": "1",
+                         "correct": True, "latency_s": 0.1} | overrides)
 
 
 def test_store_round_trip_keeps_the_schema(tmp_path):

@@ -9,16 +9,16 @@ tests/test_scheduler.py's end-to-end tier.
 
 from __future__ import annotations
 
-
 import pyarrow as pa
 import pytest
 
-from orchestrator.config import ClusterConfig, ModelConfig
+from orchestrator.config import ClusterConfig, ModelConfig, SimConfig
 from orchestrator.datasets import Problem
-from orchestrator.dispatch import IN_FLIGHT_CAP, Dispatcher, SchedulerError, check_nodes, run_models
+from orchestrator.dispatch import IN_FLIGHT_CAP, Dispatcher, check_nodes, run_models
 from orchestrator.engines.sim import SimEngine
-from orchestrator.plan import Unit
+from orchestrator.errors import PlacementError
 from orchestrator.schema import SAMPLE_SCHEMA
+from orchestrator.units import Unit
 from orchestrator.virtual_backend import VirtualCluster
 
 SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "ascending"), ("budget", "ascending")]
@@ -27,8 +27,8 @@ SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "
 def sim_model(name: str = "sim", tp: int = 1, **sim) -> ModelConfig:
     # A KV cache of one unit's tokens (make_units): two units in flight, unless a test says otherwise.
     return ModelConfig(name=name, path=f"sim/{name}", engine="sim", tensor_parallel_size=tp,
-                       sim={"think_mean_tokens": 30, "seconds_per_token": 0.01, "time_scale": 0,
-                            "capacity": UNIT_TOKENS} | sim)
+                       sim=SimConfig(**{"think_mean_tokens": 30, "seconds_per_token": 0.01, "time_scale": 0,
+                                        "capacity": UNIT_TOKENS} | sim))
 
 
 def make_units(model: ModelConfig, n: int, budgets: tuple[int, ...] = (8, 32, 64)) -> list[Unit]:
@@ -46,7 +46,7 @@ UNIT_TOKENS = 6 * (64 + 1 + 3 * ModelConfig(name="m", path="m").answer_max_token
 class Run:
     """One dispatch on a virtual cluster: results by unit key (a duplicate fails), notes, the outcome."""
 
-    def __init__(self, backend: VirtualCluster, work, cluster: ClusterConfig = ClusterConfig(), on_result=None):
+    def __init__(self, backend: VirtualCluster, work, cluster: ClusterConfig | None = None, on_result=None):
         self.backend, self.got, self.notes = backend, {}, []
 
         def collect(unit, batch, info):
@@ -56,7 +56,7 @@ class Run:
             if on_result:
                 on_result(self, unit)
 
-        self.outcome = run_models(work, cluster, collect, backend, on_note=self.notes.append)
+        self.outcome = run_models(work, cluster or ClusterConfig(), collect, backend, on_note=self.notes.append)
 
     def rows(self) -> pa.Table:
         return pa.Table.from_batches(list(self.got.values()), schema=SAMPLE_SCHEMA).sort_by(SORT)
@@ -178,7 +178,7 @@ def test_a_lost_engine_running_units_at_once_charges_each_and_runs_them_alone_af
     # After the loss each charged unit ran alone: sent to an idle engine, and nothing joined it.
     lost_at = next(i for i, (_, what, _, _) in enumerate(run.backend.log) if what == "lost")
     alone = None
-    for _, what, replica, key in run.backend.log[lost_at:]:
+    for _, what, _replica, key in run.backend.log[lost_at:]:
         if what == "submit":
             assert alone is None, f"{key} joined {alone}, which runs alone"
             if key in requeued:
@@ -265,17 +265,17 @@ def test_with_gpus_larger_replicas_go_first_and_the_next_model_takes_the_gpus_th
 def test_a_model_no_node_can_hold_is_refused_before_anything_starts():
     huge = sim_model("huge", tp=8)
     backend = VirtualCluster([4, 2])
-    with pytest.raises(SchedulerError, match=r"tensor_parallel_size=8 needs 8 GPUs .* largest node has 4 GPUs "
+    with pytest.raises(PlacementError, match=r"tensor_parallel_size=8 needs 8 GPUs .* largest node has 4 GPUs "
                                              r"\(GPUs per alive node: 4, 2\); a replica cannot span nodes"):
         run_models([(huge, make_units(huge, 2))], ClusterConfig(), lambda *a: None, backend)
     assert backend.log == []
-    with pytest.raises(SchedulerError, match=r"largest node has 4 GPUs"):
+    with pytest.raises(PlacementError, match=r"largest node has 4 GPUs"):
         check_nodes([sim_model("fits", tp=4), huge], ClusterConfig(), [(4.0, 8.0), (2.0, 4.0)])
     check_nodes([sim_model("fits", tp=4)], ClusterConfig(), [(4.0, 8.0)])
-    with pytest.raises(SchedulerError, match=r"tensor_parallel_size=2 .* the cluster has no GPUs"):
+    with pytest.raises(PlacementError, match=r"tensor_parallel_size=2 .* the cluster has no GPUs"):
         check_nodes([sim_model("two", tp=2)], ClusterConfig(), [(0.0, 4.0)])
     vllm = ModelConfig(name="big-cache", path="some/model", kv_cache_gib=64)
-    with pytest.raises(SchedulerError, match=r"model.kv_cache_gib=64 is more than this machine's memory"):
+    with pytest.raises(PlacementError, match=r"model.kv_cache_gib=64 is more than this machine's memory"):
         check_nodes([vllm], ClusterConfig(), [(0.0, 4.0)], memory=8 * 2**30)
 
 

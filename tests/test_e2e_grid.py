@@ -1,5 +1,7 @@
 """A grid over models in one sweep: each model's engine loads once, in turn; cells and runs for every pair."""
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
@@ -10,10 +12,10 @@ pytestmark = pytest.mark.e2e
 
 
 def test_two_models_in_one_sweep(tmp_path):
-    run = ttc("sweep", "model=toy,toy-cool", "dataset.limit=12", "sweep.problems_per_unit=6",
+    run = ttc("sweep", "--json", "model=toy,toy-cool", "dataset.limit=12", "sweep.problems_per_unit=6",
               "sweep.budgets=[0,50]", "sweep.n=[1,4]", f"store.root={tmp_path}")
     assert run.returncode == 0, run.stdout + run.stderr
-    sweep_id = next(line for line in run.stdout.splitlines() if line.startswith("sweep:")).split()[1]
+    sweep_id = json.loads(run.stdout.splitlines()[-1])["sweep_id"]  # `ttc sweep --json`: its last line
     sweep_dir = tmp_path / "sweeps" / sweep_id
     assert (sweep_dir / "grid.yaml").is_file()
     assert {p.name for p in (tmp_path / "samples").iterdir()} == {"model=toy", "model=toy-cool"}

@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis.cells import BILL_COLUMNS
-from orchestrator.schema import CELL_SCHEMA, SAMPLE_SCHEMA
+from orchestrator.schema import CELL_SCHEMA
 from tests.conftest import tiny_overrides, ttc
 
 pytestmark = pytest.mark.e2e
@@ -21,14 +21,13 @@ PROBLEMS, N_MAX, BUDGETS, NS = 5, 4, [0, 8, 24], [1, 2, 4]
 def sweep(tiny_model, tiny_dataset, tmp_path_factory):
     store = tmp_path_factory.mktemp("store")
     overrides = tiny_overrides(tiny_model, tiny_dataset, store)
-    first = ttc("sweep", *overrides)
+    first = ttc("sweep", "--json", *overrides)
     assert first.returncode == 0, first.stdout + first.stderr
     return store, overrides, first
 
 
 def _sweep_id(stdout: str) -> str:
-    line = next(line for line in stdout.splitlines() if line.startswith("sweep:"))
-    return line.split()[1]
+    return json.loads(stdout.splitlines()[-1])["sweep_id"]  # `ttc sweep --json`: its last line
 
 
 def test_sample_rows_follow_the_contract(sweep):
@@ -52,8 +51,9 @@ def test_sample_rows_follow_the_contract(sweep):
 
 def test_cells_table_and_plot(sweep):
     store, _, first = sweep
-    sweep_dir = store / "sweeps" / _sweep_id(first.stdout)
-    cells = pq.read_table(sweep_dir / "cells.parquet")
+    result = json.loads(first.stdout.splitlines()[-1])
+    sweep_dir = store / "sweeps" / result["sweep_id"]
+    cells = pq.read_table(result["cells"])
     assert cells.schema.equals(CELL_SCHEMA)
     df = cells.to_pandas()
     assert len(df) == len(BUDGETS) * len(NS) * 2
@@ -93,7 +93,7 @@ def test_mlflow_runs_read_back(sweep):
 def test_rerun_takes_every_unit_from_the_store(sweep):
     store, overrides, first = sweep
     files = {f: f.stat().st_mtime_ns for f in (store / "samples").rglob("*.parquet")}
-    second = ttc("sweep", *overrides)
+    second = ttc("sweep", "--json", *overrides)
     assert second.returncode == 0, second.stderr
     assert "(0 units run, 3 from the store)" in second.stdout
     assert {f: f.stat().st_mtime_ns for f in (store / "samples").rglob("*.parquet")} == files
@@ -142,7 +142,7 @@ def test_damaged_units_are_set_aside_and_regenerated(sweep, tmp_path):
     damaged = {truncated.stem: truncated.read_bytes(), halved.stem: halved.read_bytes()}
 
     args = [o for o in overrides if not o.startswith("store.root=")] + [f"store.root={copy}", "tracking=none"]
-    again = ttc("sweep", *args)
+    again = ttc("sweep", "--json", *args)
     assert again.returncode == 0, again.stdout + again.stderr
     lines = [line for line in again.stderr.splitlines() if "is damaged" in line]
     assert len(lines) == 2, again.stderr

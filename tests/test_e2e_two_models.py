@@ -5,6 +5,8 @@
 each model's engine loads once. A small slice of the held-out set keeps it to about a minute on 2 cores.
 """
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,10 +17,10 @@ pytestmark = pytest.mark.e2e
 
 
 def test_default_run_compares_the_reasoner_with_the_base(tmp_path):
-    run = ttc("sweep", "dataset.limit=32", "sweep.problems_per_unit=16", "sweep.budgets=[0,50]", "sweep.n=[1,4]",
-              "tracking=none", f"store.root={tmp_path}")
+    run = ttc("sweep", "--json", "dataset.limit=32", "sweep.problems_per_unit=16", "sweep.budgets=[0,50]",
+              "sweep.n=[1,4]", "tracking=none", f"store.root={tmp_path}")
     assert run.returncode == 0, run.stdout + run.stderr
-    sweep_id = next(line for line in run.stdout.splitlines() if line.startswith("sweep:")).split()[1]
+    sweep_id = json.loads(run.stdout.splitlines()[-1])["sweep_id"]  # `ttc sweep --json`: its last line
     assert "toy on toy_arith" in run.stdout and "toy-base on toy_arith" in run.stdout
     sweep_dir = tmp_path / "sweeps" / sweep_id
     assert {p.name for p in (tmp_path / "samples").iterdir()} == {"model=toy", "model=toy-base"}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.config import GROUPS, PROJECT_ROOT
+from orchestrator.compose import GROUPS
+from orchestrator.config import PROJECT_ROOT
 from tests.conftest import ttc
 
 pytestmark = [
@@ -19,17 +22,17 @@ BUDGETS, NS = [0, 15, 30], [1, 4]
 
 
 def _overrides(store) -> list[str]:
-    return ["model=toy", "dataset.limit=6", f"sweep.budgets=[{','.join(map(str, BUDGETS))}]", f"sweep.n=[{','.join(map(str, NS))}]",
-            "sweep.problems_per_unit=3", f"store.root={store}"]
+    return ["model=toy", "dataset.limit=6", f"sweep.budgets=[{','.join(map(str, BUDGETS))}]",
+            f"sweep.n=[{','.join(map(str, NS))}]", "sweep.problems_per_unit=3", f"store.root={store}"]
 
 
 def _sweep_id(stdout: str) -> str:
-    return next(line for line in stdout.splitlines() if line.startswith("sweep:")).split()[1]
+    return json.loads(stdout.splitlines()[-1])["sweep_id"]  # `ttc sweep --json`: its last line
 
 
 def test_a_sweep_with_the_toy_verifier_scores_rows_and_adds_bon_and_wmaj(tmp_path):
     store = tmp_path / "store"
-    run = ttc("sweep", "verifier=toy", *_overrides(store))
+    run = ttc("sweep", "--json", "verifier=toy", *_overrides(store))
     assert run.returncode == 0, run.stdout + run.stderr
     samples = pq.ParquetDataset(sorted((store / "samples").rglob("*.parquet")), partitioning=None).read().to_pandas()
     assert len(samples) == 6 * max(NS) * len(BUDGETS)
@@ -47,7 +50,8 @@ def test_a_sweep_with_the_toy_verifier_scores_rows_and_adds_bon_and_wmaj(tmp_pat
         for n in NS:
             # The verifier's prefill is on the bill of bon@k and wmaj@k, and only there.
             assert at.loc[(budget, n, "bon@k"), "flops_per_problem"] > at.loc[(budget, n, "maj@k"), "flops_per_problem"]
-            assert at.loc[(budget, n, "bon@k"), "flops_per_problem"] == at.loc[(budget, n, "wmaj@k"), "flops_per_problem"]
+            assert (at.loc[(budget, n, "bon@k"), "flops_per_problem"]
+                    == at.loc[(budget, n, "wmaj@k"), "flops_per_problem"])
         # At N = 1 every aggregator is pass@1.
         assert at.loc[(budget, 1, "bon@k"), "accuracy"] == pytest.approx(at.loc[(budget, 1, "pass@k"), "accuracy"])
 
@@ -58,7 +62,7 @@ def test_a_sweep_with_the_toy_verifier_scores_rows_and_adds_bon_and_wmaj(tmp_pat
     assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "wmaj_accuracy")) == NS
 
     # Without the verifier: other units (a verifier is part of the key), no scores, no verifier cells.
-    plain = ttc("sweep", *_overrides(store))
+    plain = ttc("sweep", "--json", *_overrides(store))
     assert plain.returncode == 0, plain.stdout + plain.stderr
     cells = pq.read_table(store / "sweeps" / _sweep_id(plain.stdout) / "cells.parquet").to_pandas()
     assert set(cells.aggregator) == {"pass@k", "maj@k"}

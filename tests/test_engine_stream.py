@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from orchestrator.config import compose
+from orchestrator.compose import compose
 from orchestrator.datasets import load_problems
 from orchestrator.plan import plan_units
 from tests.conftest import TOY_OVERRIDES

@@ -11,10 +11,13 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from analysis.curves import CurveFit, fit_curve_forms
 from analysis.estimators import pass_at_k
 from analysis.fit import FORMS, aicc, fit_curve, fit_curve_bootstrap, fit_to_dict, select_form, split_for_extrapolation
+from orchestrator.errors import FitError
 
 DATA = Path(__file__).parent / "data" / "scaling"
 
@@ -145,6 +148,20 @@ def test_bootstrap_counts_the_resamples_it_cannot_fit():
     fit = fit_curve_bootstrap(x, per_problem, "exp_power_law", resamples=50, seed=0)
     assert fit.resamples == 50 and fit.resamples_failed == 2
     assert fit_to_dict(fit)["bootstrap"] == {"resamples": 50, "failed": 2}
+
+
+def test_a_form_that_cannot_be_fitted_is_recorded_under_the_name_its_error_carries():
+    # Coverage that jumps from 0.25 to 1: no start of exp_power_law converges (measured), the others do.
+    x, y = np.logspace(0, 3, 5), np.array([0.0, 0.25, 0.25, 1.0, 1.0])
+    with pytest.raises(FitError) as failed:
+        fit_curve(x, y, "exp_power_law")
+    assert failed.value.form == "exp_power_law"
+    assert str(failed.value) == "exp_power_law: no start converged on 5 points"
+    points = pd.DataFrame({"budget": 0, "n": [1, 2, 4, 8, 16], "x": x, "accuracy": y, "ci_low": y, "ci_high": y})
+    curve = fit_curve_forms(CurveFit("m", "d", "cap", "coverage", "pass@k", 0, points), "aicc")
+    assert curve.selection is None and curve.chosen is None and not curve.fits
+    assert curve.errors == {"exp_power_law": str(failed.value)}
+    assert curve.notes == [f"no form fits (exp_power_law: {failed.value})"]
 
 
 @pytest.mark.parametrize("form", list(FORMS))

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.cli import main
-from orchestrator.config import GROUPS, SECTIONS, group_options
+from orchestrator.compose import GROUPS, group_options
+from orchestrator.config import SECTIONS
 
 FIELDS = {f"{name}.{f.name}": str(f.type) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)
           if f"{name}.{f.name}" != "store.root"}  # the test owns store.root: it must stay where nothing is written

@@ -11,10 +11,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from orchestrator.config import compose
+from orchestrator.compose import compose
 from orchestrator.datasets import load_problems
 from orchestrator.plan import plan_units
 from tests.conftest import TOY_OVERRIDES
+from tests.rows import ROW_ORDER
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +32,7 @@ def _rows(engine, budgets: str, *overrides: str):
                    "sweep.n=[1,4]", *overrides])
     (unit,) = plan_units(cfg, load_problems(cfg.dataset))
     rows = pa.Table.from_batches([engine.run_unit(unit)]).to_pandas()
-    return unit, rows[rows.budget.isin(SHARED)].sort_values(["problem_id", "sample_idx", "budget"]) \
-        .reset_index(drop=True)
+    return unit, rows[rows.budget.isin(SHARED)].sort_values(ROW_ORDER).reset_index(drop=True)
 
 
 def _partition(rows) -> list:

@@ -16,9 +16,10 @@ import socket
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.config import compose
+from orchestrator.compose import compose
 from orchestrator.datasets import load_problems
-from orchestrator.engines.openai import EngineError, OpenAIEngine, estimate_bill
+from orchestrator.engines.openai import OpenAIEngine, estimate_bill
+from orchestrator.errors import EngineError
 from orchestrator.plan import plan_units
 from tests.openai_standin import StandIn
 
@@ -166,7 +167,7 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("change, expected", [
-    (lambda a: [f"model.api_key_env=TTC_NO_SUCH_VARIABLE"], "the environment variable TTC_NO_SUCH_VARIABLE is not set"),
+    (lambda a: ["model.api_key_env=TTC_NO_SUCH_VARIABLE"], "the environment variable TTC_NO_SUCH_VARIABLE is not set"),
     (lambda a: [f"model.base_url=http://127.0.0.1:{free_port()}/v1"], "unreachable"),
     (lambda a: ["model.served_name=o9-giant"], "does not serve it; it serves o3-mini, o1-mini"),
     (lambda a: ["sweep.budgets=[2000,5000]"], "5000 is not an effort level of model 'o3-mini'"),
@@ -192,8 +193,9 @@ def test_dry_run_says_cell_by_cell_and_prints_the_bill(api, tmp_path):
 
 
 def test_estimated_bill_of_token_limits_is_exact_arithmetic(api):
-    cfg = compose(overrides(api, "model=o1-mini", "sweep.budgets=[0,1000]", "sweep.n=[2]", "model.max_completion_tokens=null",
-                            "++model.price={input: 2.0, output: 10.0, cached_input: null}"))
+    cfg = compose(overrides(api, "model=o1-mini", "sweep.budgets=[0,1000]", "sweep.n=[2]",
+                            "model.max_completion_tokens=null",
+                            "model.price={input: 2.0, output: 10.0, cached_input: null}"))
     units = plan_units(cfg, load_problems(cfg.dataset))
     bill = estimate_bill(units)
     prompt = sum(-(-len(p.problem) // 4) for u in units for p in u.problems)  # characters / 4, rounded up

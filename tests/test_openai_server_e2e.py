@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from orchestrator.config import compose
+from orchestrator.compose import compose
 from orchestrator.datasets import load_problems
 from orchestrator.engines.openai import OpenAIEngine, vllm_serve_command
 from orchestrator.plan import plan_units

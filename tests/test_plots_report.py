@@ -16,11 +16,12 @@ import pytest
 from scipy import special
 
 from analysis.cells import compute_cells
-from analysis.plots import (TOKENS_LABEL, figure_coverage, figure_frontier, figure_o1, iso_compute_frontier,
-                            plot_accuracy_vs_compute, plot_o1)
+from analysis.frontier import iso_compute_frontier
+from analysis.plots import TOKENS_LABEL, figure_coverage, figure_frontier, figure_o1, plot_accuracy_vs_compute, plot_o1
 from analysis.report import analyze
 from orchestrator.schema import CELL_SCHEMA, SAMPLE_SCHEMA
 from orchestrator.store import Store
+from tests.rows import sample_row
 
 # Accuracy of one sample at t generated tokens: lo + (hi - lo) * expit(slope * (log10 t - mid)),
 # except on the problems the model never solves (realistic: maj@k then plateaus below 1).
@@ -33,22 +34,20 @@ SHAPES = {"toy": {"parameters": 660_000, "layers": 4, "hidden": 128, "heads": 4,
 
 
 def _row(model, dataset, problem, sample, budget, correct, wrong):
-    return {"unit_key": f"{model}-{dataset}", "model": model, "model_revision": None, "dataset": dataset,
-            "problem_id": f"p{problem}", "sample_idx": sample, "seed": sample, "budget": budget, "strategy": "cap",
-            "think_tokens": budget, "answer_tokens": ANSWER_TOKENS, "suffix_tokens": 3 if budget > 0 else 1,
-            "prompt_tokens": 12, "cached_tokens": 0, "forced": budget > 0, "finish_reason": "stop", "answer_text": "",
-            "extracted_answer": "0" if correct else wrong, "correct": correct,
-            "vote_class": 0 if correct else int(wrong), "latency_s": 0.01,
-            "engine": "vllm", "engine_version": "test"}
+    return sample_row(unit_key=f"{model}-{dataset}", model=model, dataset=dataset, problem_id=f"p{problem}",
+                      sample_idx=sample, budget=budget, think_tokens=budget, answer_tokens=ANSWER_TOKENS,
+                      suffix_tokens=3 if budget > 0 else 1, prompt_tokens=12, forced=budget > 0,
+                      extracted_answer="0" if correct else wrong, correct=correct,
+                      vote_class=0 if correct else int(wrong), latency_s=0.01)
 
 
-def scaling_samples(seed=0) -> pa.Table:
+def scaling_samples(seed=0, budgets=BUDGETS) -> pa.Table:
     """toy on arith: accuracy rises with the budget along TRUTH; wrong answers spread over 9 values."""
     rng = np.random.default_rng(seed)
     rows = []
     for p in range(PROBLEMS):
         for s in range(N_MAX):
-            for b in BUDGETS:
+            for b in budgets:
                 t = b + ANSWER_TOKENS
                 chance = TRUTH["lo"] + (TRUTH["hi"] - TRUTH["lo"]) * special.expit(
                     TRUTH["slope"] * (math.log10(t) - TRUTH["mid"]))
@@ -229,9 +228,10 @@ def test_empty_cells_lost_samples_and_unknown_sweeps(tmp_path):
     assert "no cells" in result.report_path.read_text()
     assert all(p.is_file() for p in result.plot_paths)
 
-    # Samples deleted after the cells were computed: the fits fall back to covariance CIs. (The toy sweep:
-    # the degenerate one has too few points for any form to be chosen.)
-    write_sweep(store, "lost", [scaling_samples(seed=1)])
+    # Samples deleted after the cells were computed: the fits fall back to covariance CIs. (The toy sweep at one
+    # budget: its parallel and coverage curves are fitted, cheap to fit twice; the degenerate one has too few
+    # points for any form to be chosen.)
+    write_sweep(store, "lost", [scaling_samples(seed=1, budgets=(0,))])
     for unit in (tmp_path / "samples").rglob("*.parquet"):
         unit.unlink()
     fits = json.loads(analyze(store, "lost").fits_path.read_text())
@@ -269,3 +269,5 @@ def test_the_sweeps_quick_plot_still_writes_its_png(tmp_path):
                                  schema=CELL_SCHEMA)
     out = plot_accuracy_vs_compute(cells, tmp_path / "plots" / "accuracy_vs_compute.png")
     assert out.is_file() and out.read_bytes().startswith(b"\x89PNG")
+    # Through save_figure, like every figure: an SVG beside it, nothing half-written left.
+    assert b"<svg" in out.with_suffix(".svg").read_bytes()[:2000] and not list(out.parent.glob(".*.tmp"))

@@ -172,7 +172,8 @@ def test_cluster_address_where_nothing_listens_times_out_in_one_line(capsys, sto
 def test_empty_key_through_the_real_command(tmp_path):
     run = ttc("sweep", "=8", f"store.root={tmp_path / 'store'}")
     assert run.returncode == 2
-    assert run.stderr.strip().splitlines() == ["ttc: error: '=8' has no key before '='; write KEY=VALUE, e.g. sweep.seed=1"]
+    assert run.stderr.strip().splitlines() == [
+        "ttc: error: '=8' has no key before '='; write KEY=VALUE, e.g. sweep.seed=1"]
     assert not (tmp_path / "store").exists()
 
 
@@ -190,7 +191,7 @@ def test_analyze_passes_the_criterion_through(capsys, tmp_path):
     from omegaconf import OmegaConf
 
     from analysis.cells import compute_cells
-    from orchestrator.config import compose
+    from orchestrator.compose import compose
     from orchestrator.store import Store
     from tests.test_plots_report import NS, degenerate_samples
 

@@ -3,7 +3,7 @@
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.config import compose, group_options
+from orchestrator.compose import compose, group_options
 
 RECIPES = group_options("experiment")
 

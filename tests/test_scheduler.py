@@ -22,12 +22,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.config import ClusterConfig, ConfigError, ModelConfig, compose
+from orchestrator.compose import compose
+from orchestrator.config import ClusterConfig, ModelConfig, SimConfig
 from orchestrator.datasets import Problem
-from orchestrator.dispatch import SchedulerError, run_models
+from orchestrator.dispatch import run_models
 from orchestrator.engines.sim import SimEngine
-from orchestrator.plan import Unit, derive_seed
+from orchestrator.errors import ConfigError, PlacementError
 from orchestrator.schema import SAMPLE_SCHEMA
+from orchestrator.units import Unit, derive_seed
 from tests.conftest import PROJECT, watched_backend
 
 SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "ascending"), ("budget", "ascending")]
@@ -36,12 +38,13 @@ SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "
 def sim_model(name: str = "sim", tp: int = 1, **sim) -> ModelConfig:
     # A KV cache of one unit's samples (make_units: 2 problems x 3): two units in flight per replica.
     return ModelConfig(name=name, path=f"sim/{name}", engine="sim", tensor_parallel_size=tp,
-                       sim={"think_mean_tokens": 30, "seconds_per_token": 0.001, "capacity": 6} | sim)
+                       sim=SimConfig(**{"think_mean_tokens": 30, "seconds_per_token": 0.001, "capacity": 6} | sim))
 
 
 def make_units(model: ModelConfig, n: int, problems_per_unit: int = 2, seed: int = 0) -> list[Unit]:
     problems = [Problem(f"q{i}", f"problem number {i}", str(i % 10)) for i in range(n * problems_per_unit)]
-    return [Unit(f"{model.name}-u{j}", model, "arith", tuple(problems[j * problems_per_unit:(j + 1) * problems_per_unit]),
+    return [Unit(f"{model.name}-u{j}", model, "arith",
+                 tuple(problems[j * problems_per_unit:(j + 1) * problems_per_unit]),
                  (8, 32, 64), 3, seed, "cap") for j in range(n)]
 
 
@@ -83,8 +86,9 @@ def test_sim_lengths_follow_the_configured_lognormal():
     ({"seed": 1.5}, "model.sim.seed=1.5"),
 ])
 def test_sim_settings_name_the_bad_key(sim, needle):
-    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
-        SimEngine(ModelConfig(name="s", path="sim/s", engine="sim", sim=sim))
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):  # checked with the config, before any engine
+        compose(["model.engine=sim", "model.name=s", "model.path=sim/s",
+                 *(f"model.sim.{k}={v}" for k, v in sim.items())])
 
 
 def test_cluster_config():
@@ -93,7 +97,7 @@ def test_cluster_config():
     assert compose([]).cluster.replicas is None
     assert compose([]).cluster.max_in_flight is None  # sized from the engine's capacity
     assert compose(["cluster.max_in_flight=3"]).cluster.max_in_flight == 3
-    for override, needle in [("cluster.kind=k8s", "cluster.kind"), ("+cluster.address=h:1", "cluster.address"),
+    for override, needle in [("cluster.kind=k8s", "cluster.kind"), ("cluster.address=h:1", "cluster.address"),
                              ("cluster.max_in_flight=0", "cluster.max_in_flight"),
                              ("cluster.replicas=0", "cluster.replicas")]:
         with pytest.raises(ConfigError, match=needle):
@@ -179,9 +183,9 @@ def test_too_large_tp_fails_at_once(cluster):
     from orchestrator.ray_backend import RayBackend, check_placement
 
     model = sim_model("huge", tp=8)
-    with pytest.raises(SchedulerError, match=r"tensor_parallel_size=8 .* largest node has 4 GPUs"):
+    with pytest.raises(PlacementError, match=r"tensor_parallel_size=8 .* largest node has 4 GPUs"):
         check_placement([sim_model("fits", tp=4), model], ClusterConfig())
-    with pytest.raises(SchedulerError, match=r"tensor_parallel_size=8 .* largest node has 4 GPUs"):
+    with pytest.raises(PlacementError, match=r"tensor_parallel_size=8 .* largest node has 4 GPUs"):
         run_models([(model, make_units(model, 2))], ClusterConfig(), lambda *a: None, RayBackend())
     _assert_no_engine_actors()
 
@@ -275,8 +279,8 @@ def _assert_no_engine_actors():
 def _sweep_cmd(cluster, store: Path, dataset: Path, tracking: bool = False) -> list[str]:
     # ~1.5 s per unit: time to kill the driver; a KV cache of 4 tokens, less than one unit: two in flight.
     sim = "{think_mean_tokens: 20, seconds_per_token: 0.01, seed: 3, capacity: 4}"
-    return [sys.executable, "-m", "orchestrator.cli", "sweep", "+model.engine=sim", "model.name=simtoy",
-            "model.path=sim/toy", f"+model.sim={sim}", f"dataset.path={dataset}", "dataset.name=simarith",
+    return [sys.executable, "-m", "orchestrator.cli", "sweep", "--json", "model.engine=sim", "model.name=simtoy",
+            "model.path=sim/toy", f"model.sim={sim}", f"dataset.path={dataset}", "dataset.name=simarith",
             "sweep.budgets=[8,32]", "sweep.n=[1,2]", "sweep.problems_per_unit=2",
             *([] if tracking else ["tracking=none"]),
             "cluster=ray", f"cluster.address={cluster.address}", "cluster.replicas=1", f"store.root={store}"]
@@ -341,7 +345,7 @@ def test_driver_killed_and_resumed_equals_an_uninterrupted_run(cluster, tmp_path
     assert _store_rows(resumed).equals(_store_rows(whole))  # row for row
     runs = _mlflow_runs(resumed, dead)
     assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}  # the parent and a child per budget
-    done = next(line for line in again.stdout.splitlines() if line.startswith("sweep:")).split()[1]
+    done = json.loads(again.stdout.splitlines()[-1])["sweep_id"]  # `ttc sweep --json`: its last line
     parent = [r for r in _mlflow_runs(resumed, done) if r.data.tags["ttc.kind"] == "sweep"]
     assert parent[0].info.status == "FINISHED" and parent[0].data.tags["ttc.completes"] == dead
 
@@ -382,6 +386,6 @@ def test_engine_killed_under_ttc_sweep_is_told(cluster, tmp_path):
     assert requeued, stderr
     units = "unit" if len(requeued) == 1 else "units"
     assert f"(6 units run, 0 from the store); 1 engine lost, {len(requeued)} {units} re-queued" in stdout
-    sweep_id = next(line for line in stdout.splitlines() if line.startswith("sweep:")).split()[1]
+    sweep_id = json.loads(stdout.splitlines()[-1])["sweep_id"]  # `ttc sweep --json`: its last line
     [parent] = [r for r in _mlflow_runs(store, sweep_id) if r.data.tags["ttc.kind"] == "sweep"]
     assert parent.data.metrics["units_retried"] == len(requeued) and parent.data.metrics["engines_lost"] == 1

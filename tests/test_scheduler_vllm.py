@@ -16,7 +16,8 @@ import psutil
 import pyarrow as pa
 import pytest
 
-from orchestrator.config import ClusterConfig, compose
+from orchestrator.compose import compose
+from orchestrator.config import ClusterConfig
 from orchestrator.datasets import load_problems
 from orchestrator.dispatch import run_models
 from orchestrator.plan import plan_units

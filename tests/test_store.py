@@ -14,22 +14,21 @@ import textwrap
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from orchestrator.cli import main
-from orchestrator.config import compose
+from orchestrator.compose import compose
 from orchestrator.schema import CELL_SCHEMA, SAMPLE_SCHEMA
 from orchestrator.store import Store
 from orchestrator.tracking import PENDING, close_dead_sweeps, sync_command
 from tests.conftest import PROJECT
+from tests.rows import sample_row
 
 PROBLEMS, N, BUDGETS = ["p0", "p1"], 2, [0, 8]
 
 
 def unit_rows(key: str = "k", problems=PROBLEMS, n: int = N, budgets=BUDGETS) -> pa.Table:
-    rows = [{f.name: None for f in SAMPLE_SCHEMA} | {"unit_key": key, "model": "m", "dataset": "d", "problem_id": p,
-                                                     "sample_idx": s, "budget": b, "correct": False}
-            for p in problems for s in range(n) for b in budgets]
+    rows = [sample_row(unit_key=key, problem_id=p, sample_idx=s, budget=b) for p in problems for s in range(n)
+            for b in budgets]
     return pa.Table.from_pylist(rows, schema=SAMPLE_SCHEMA)
 
 
@@ -141,7 +140,7 @@ def test_show_lists_status_and_refuses_an_unfinished_sweep(tmp_path, capsys):
 
 
 DEAD_WITH_RUNS = """
-    from orchestrator.config import compose
+    from orchestrator.compose import compose
     from orchestrator.tracking import Tracker
     cfg = compose({overrides!r})
     tracker = Tracker(cfg, {sweep_id!r}, store.sweep_dir({sweep_id!r}))

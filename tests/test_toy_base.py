@@ -2,8 +2,16 @@
 
 import random
 
-from jobs.train_toy_reasoner import (FILLER, KINDS, THINK_END, VOCAB, encode, filler_thinking, make_example,
-                                     training_sequence)
+from jobs.train_toy_reasoner import (
+    FILLER,
+    KINDS,
+    THINK_END,
+    VOCAB,
+    encode,
+    filler_thinking,
+    make_example,
+    training_sequence,
+)
 
 
 def _text(ids):

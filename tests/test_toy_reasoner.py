@@ -1,4 +1,6 @@
-"""The toy reasoner: its task generator, its committed held-out set, and the committed model in vLLM."""
+"""The toy reasoner: its task generator, its committed held-out set, and the committed model in vLLM.
+
+The tests that start vLLM (the `toy_engine` fixture, ~20 s) are in the e2e tier; the rest are fast."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import pytest
 from analysis.cells import compute_cells
 from jobs.train_toy_reasoner import STEP_TOKENS, apply_op, make_example, make_test_set, prompt_ids
 from orchestrator.budget import split_thinking
-from orchestrator.config import PROJECT_ROOT, compose
+from orchestrator.compose import compose
+from orchestrator.config import PROJECT_ROOT
 from orchestrator.datasets import load_problems
 from orchestrator.plan import plan_units
 
@@ -38,6 +41,18 @@ def test_committed_held_out_set_is_the_seeded_one_and_balanced():
     assert len(rows) >= 200 and counts[2:].min() >= 25
 
 
+def test_the_engines_prompt_function_matches_training_prompt():
+    from transformers import AutoTokenizer
+
+    from orchestrator.prompts import prompt_ids as engine_prompt_ids
+
+    model = compose([]).model
+    tokenizer = AutoTokenizer.from_pretrained(model.engine_path())  # what vLLM's get_tokenizer loads, no engine
+    for problem in ("4+7*3-5", "0*9+1"):
+        assert engine_prompt_ids(tokenizer, model, problem) == prompt_ids(problem)
+
+
+@pytest.mark.e2e
 def test_engine_prompt_matches_training_prompt(toy_engine):
     for problem in ("4+7*3-5", "0*9+1"):
         assert toy_engine.prompt_ids(problem) == prompt_ids(problem)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shlex
@@ -90,7 +91,7 @@ def server(tmp_path):
 
 
 def _sweep_id(stdout: str) -> str:
-    return next(line for line in stdout.splitlines() if line.startswith("sweep:")).split()[1]
+    return json.loads(stdout.splitlines()[-1])["sweep_id"]  # `ttc sweep --json`: its last line
 
 
 def _runs(uri: str, sweep_id: str):
@@ -119,7 +120,7 @@ def _assert_logged_once(uri: str, sweep_id: str) -> None:
 
 def test_server_killed_mid_sweep_then_synced_twice(server, tiny_model, tiny_dataset, tmp_path):
     store = tmp_path / "store"
-    args = ["sweep", *tiny_overrides(tiny_model, tiny_dataset, store), f"tracking.uri={server.uri}"]
+    args = ["sweep", "--json", *tiny_overrides(tiny_model, tiny_dataset, store), f"tracking.uri={server.uri}"]
     out, err = tmp_path / "sweep.out", tmp_path / "sweep.err"  # files, not pipes: nothing drains them while we poll
     with out.open("w") as stdout_file, err.open("w") as stderr_file:
         sweep = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], cwd=Path(__file__).parents[1],
@@ -190,7 +191,8 @@ def test_server_unreachable_at_start(server, tiny_model, tiny_dataset, tmp_path)
     with socket.socket() as refusing:  # bound but never listening: every connection to it is refused
         refusing.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{refusing.getsockname()[1]}"
-        second = ttc("sweep", *overrides, f"tracking.uri={dead}")  # every unit from the store, no MLflow at all
+        # every unit from the store, no MLflow at all
+        second = ttc("sweep", "--json", *overrides, f"tracking.uri={dead}")
     assert second.returncode == 0, second.stderr
     sweep_id = _sweep_id(second.stdout)
     assert "(0 units run, 3 from the store)" in second.stdout and f"ttc sync {sweep_id}" in second.stdout

@@ -12,8 +12,7 @@ import pyarrow as pa
 import pytest
 
 from orchestrator.schema import CELL_SCHEMA
-from orchestrator.tracking import (SHARED_VIEW, _summary, child_name, packed_view, parent_name, runs_url,
-                                   view_state)
+from orchestrator.tracking import SHARED_VIEW, _summary, child_name, packed_view, parent_name, runs_url, view_state
 
 
 def _cells(pairs=(("toy", "toy_arith"),), budgets=(0, 50), ns=(1, 4)) -> pa.Table:

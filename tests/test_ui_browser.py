@@ -22,7 +22,7 @@ import pyarrow as pa
 import pytest
 from omegaconf import OmegaConf
 
-from orchestrator.config import compose
+from orchestrator.compose import compose
 from orchestrator.schema import CELL_SCHEMA
 from orchestrator.store import Store, new_sweep_id
 from orchestrator.tracking import Tracker

@@ -56,9 +56,10 @@ def test_vllm_pooling_scores_equal_the_trained_classifier(toy_engine):
     from transformers import LlamaForSequenceClassification
 
     from orchestrator.budget import cap_ladder
-    from orchestrator.config import ModelConfig, compose
+    from orchestrator.compose import compose
+    from orchestrator.config import ModelConfig
     from orchestrator.engines.verifier import VerifierEngine
-    from orchestrator.plan import Unit, derive_seed
+    from orchestrator.units import Unit, derive_seed
     from orchestrator.verifier import score_rows
 
     model = compose([]).model

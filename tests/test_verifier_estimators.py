@@ -8,8 +8,15 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from analysis.estimators import (MC_SUBSETS, WMAJ_EXACT_SUBSETS, best_of_k, maj_at_k, pass_at_k,
-                                 weighted_maj_at_k, weighted_maj_at_k_estimate)
+from analysis.estimators import (
+    MC_SUBSETS,
+    WMAJ_EXACT_SUBSETS,
+    best_of_k,
+    maj_at_k,
+    pass_at_k,
+    weighted_maj_at_k,
+    weighted_maj_at_k_estimate,
+)
 
 
 def brute_best(scores, correct, k):

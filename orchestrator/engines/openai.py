@@ -47,10 +47,11 @@ from typing import Any
 import pyarrow as pa
 
 from orchestrator.config import ModelConfig
-from orchestrator.engines.vllm import GRADER_WORKERS, EngineError, VLLMEngine, _all
+from orchestrator.engines.vllm import GRADER_WORKERS, VLLMEngine, _all
+from orchestrator.errors import EngineError, ProbeError
 from orchestrator.grading import GraderPool
-from orchestrator.plan import Unit, derive_seed
 from orchestrator.schema import SAMPLE_SCHEMA
+from orchestrator.units import Unit, derive_seed
 
 BACKOFF_START_S = 0.5
 """The first retry's wait; each further retry doubles it."""
@@ -64,10 +65,6 @@ PROBE_TIMEOUT_S = 10.0
 """Seconds the driver's checks wait for the endpoint (GET /models, /version)."""
 CHARS_PER_TOKEN = 4
 """For the estimated bill of a chat API, whose tokenizer is not here: English text runs ~4 characters a token."""
-
-
-class ProbeError(RuntimeError):
-    """The endpoint cannot serve this model (unreachable, refused the key, does not serve it): one line."""
 
 
 # --- the endpoint, from the driver (preflight) and the engine --------------------------------------
@@ -119,7 +116,8 @@ def probe(model: ModelConfig) -> list[str]:
         raise ProbeError(f"model.base_url={model.base_url!r}: unreachable ({_short(why)}); is the server "
                          "running?") from None
     if status in (401, 403):
-        who = f"the key in {model.api_key_env}" if model.api_key_env else "a request without a key (set model.api_key_env)"
+        who = (f"the key in {model.api_key_env}" if model.api_key_env
+               else "a request without a key (set model.api_key_env)")
         raise ProbeError(f"model.api_key_env={model.api_key_env}: {model.base_url} refused {who} (HTTP {status})")
     if status != 200:
         raise ProbeError(f"model.base_url={model.base_url!r}: GET /models answered HTTP {status}; an "
@@ -257,7 +255,8 @@ def estimate_bill(units: list[Unit]) -> dict[str, Any] | None:
         inputs = (fresh * price["input"] + cached * (cached_price or 0)) / 1e6
         totals["usd"] += inputs + out * price["output"] / 1e6
         if totals["usd_max"] is not None:
-            totals["usd_max"] = None if out_max is None else totals["usd_max"] + inputs + out_max * price["output"] / 1e6
+            totals["usd_max"] = (None if out_max is None
+                                 else totals["usd_max"] + inputs + out_max * price["output"] / 1e6)
         totals["input_tokens"] += fresh + cached
         totals["cached_input_tokens"] += cached
         totals["output_tokens"] += out
@@ -397,7 +396,7 @@ class OpenAIEngine(VLLMEngine):
                 try:
                     async with self._client.post(path, json=body) as resp:
                         status, text, retry_after = resp.status, await resp.text(), _retry_after(resp.headers)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as err:  # connect/read errors and timeouts
+                except (TimeoutError, aiohttp.ClientError) as err:  # connect/read errors and timeouts
                     why, wait = type(err).__name__, _backoff(attempt)
                 else:
                     if status == 200:
@@ -412,7 +411,8 @@ class OpenAIEngine(VLLMEngine):
                                           f"{_error_message(text)}")
                 if attempt == self.model.max_retries:
                     raise EngineError(f"{self.served} at {self.model.base_url}: /{path} failed "
-                                      f"{self.model.max_retries + 1} times (model.max_retries={self.model.max_retries}); "
+                                      f"{self.model.max_retries + 1} times "
+                                      f"(model.max_retries={self.model.max_retries}); "
                                       f"last: {why}")
                 self.retries[why] += 1
                 self.waits.append((why, wait))

