@@ -176,7 +176,8 @@ def compute_cells(samples: pa.Table, ns: Sequence[int], shapes: dict[str, dict[s
     `shapes` maps a model name to its `model_shape` (parameters, layers, heads, head_dim; for FLOPs).
     Where a verifier scored rows (`score` not all null) bon@k and wmaj@k join pass@k and maj@k, and
     their FLOPs add the verifier's (shape `verifier_shape`, NaN without one): one prefill of each scored
-    row's sequence, counted in the generator's tokens (the same tokenizer for the toy verifier).
+    row's sequence, counted in the generator's tokens (the same tokenizer for the toy verifier; for a verifier
+    reading text, `verifier.input_template`, an estimate: its own tokenizer and chat template differ).
     `pricing` maps a model name to its Pricing (`pricing_of`), for the bill columns (NaN without)."""
     df = samples.to_pandas()
     if df.empty:

@@ -217,11 +217,11 @@ def save(model, out: Path, reasoner: Path) -> None:
 
 async def vllm_scores(path: Path, sequences: list[list[int]]) -> list[float]:
     """Score `sequences` with the verifier on vLLM's pooling runner (the sweep's verifier engine)."""
-    from orchestrator.config import ModelConfig
+    from orchestrator.config import VerifierConfig
     from orchestrator.engines.verifier import VerifierEngine
 
-    cfg = ModelConfig(name="toy-verifier", path=str(path), dtype="float32", max_model_len=128, kv_cache_gib=0.25,
-                      enforce_eager=True)
+    cfg = VerifierConfig(name="toy-verifier", path=str(path), dtype="float32", max_model_len=128, kv_cache_gib=0.25,
+                         enforce_eager=True)
     engine = await VerifierEngine.start(cfg)
     try:
         return list(await asyncio.gather(*(engine.score(s) for s in sequences)))
@@ -282,6 +282,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0, help="torch and batch order")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (1 on a machine shared with other jobs: 2 threads contending there "
+                             "ran 10x slower than on idle cores)")
     parser.add_argument("--data-seed", type=int, default=DATA_SEED, help="training problems")
     parser.add_argument("--cache", type=Path, default=None, help="keep the sampled training records here (JSON)")
     parser.add_argument("--evaluate", action="store_true", help="only evaluate --out on --dataset")
@@ -313,7 +316,7 @@ def main() -> None:
     train_records = [r for r in records if r["problem_id"] not in held_back]
     valid_records = [r for r in records if r["problem_id"] in held_back]
     torch.manual_seed(args.seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     model = build_verifier(args.init or args.reasoner)
     print(f"LlamaForSequenceClassification, {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
     print(f"before training, held-back problems: {evaluate_loss(model, valid_records)}", flush=True)

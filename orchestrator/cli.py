@@ -108,6 +108,9 @@ def _print_size(checked, out: Console) -> None:
         m = part.model
         say(f"{m.name} (tp={m.tensor_parallel_size}) on {part.dataset.name} ({len(problems)} problems): budgets "
             f"{list(sweep.budgets)}, N {list(sweep.n)}, strategy {sweep.strategy}")
+        if part.verifier is not None:
+            say(f"  verifier {part.verifier.name} scores every answer (bon@k and wmaj@k; "
+                f"{'it reads the text' if part.verifier.input_template else 'it reads the token ids'})")
     say(f"  {size['units']} units ({len(checked.cached)} in the store), {size['problems']} problems, "
         f"{size['samples']:,} samples, {size['rows']:,} sample rows (at most {size['max_unit_rows']:,} in one "
         f"unit; limits sweep.max_unit_rows={sweep.max_unit_rows:,}, sweep.max_rows={sweep.max_rows:,})")

@@ -266,7 +266,28 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class VerifierConfig(ModelConfig):
-    """A verifier (conf/verifier/): a model that scores answers (orchestrator/verifier.py)."""
+    """A verifier (conf/verifier/): a model that scores answers (orchestrator/verifier.py), with how it reads them."""
+
+    input_template: str | None = None
+    """null: the verifier reads the generator's token ids as they are (it must share the generator's tokenizer,
+    like the toy verifier). A template with {problem} and {response}: it reads that text as the user turn of
+    its own chat template (a published reward model with its own tokenizer), the response being the thinking
+    and the answer as the generator wrote them."""
+    score_tokens: tuple[str, ...] | None = None
+    """null: the model has a sequence-classification head (its last label's probability is the score).
+    [NEGATIVE, POSITIVE]: a generative reward model, a causal LM whose score is P(POSITIVE) against
+    P(NEGATIVE) as its next token after the chat template's generation prompt, e.g. ['-', '+']."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.input_template is None or (isinstance(self.input_template, str)
+                                                and "{problem}" in self.input_template
+                                                and "{response}" in self.input_template),
+               "verifier.input_template", self.input_template, "null or a template holding {problem} and {response}")
+        _check(self.score_tokens is None or (len(self.score_tokens) == 2
+                                              and all(isinstance(t, str) and t for t in self.score_tokens)),
+               "verifier.score_tokens", None if self.score_tokens is None else list(self.score_tokens),
+               "null or two tokens of the verifier's vocabulary, [NEGATIVE, POSITIVE], e.g. ['-', '+']")
 
 
 @dataclass(frozen=True)
@@ -443,7 +464,7 @@ class PublishedPoint:
     """A published number that a reproduction recipe (conf/experiment/) should reproduce."""
 
     aggregator: str
-    """'pass@k' or 'maj@k' (cons@64 is maj@k at n=64)."""
+    """'pass@k' or 'maj@k' (cons@64 is maj@k at n=64); with a verifier, 'bon@k' or 'wmaj@k'."""
     n: int
     """k: samples per problem."""
     budget: int
@@ -456,7 +477,8 @@ class PublishedPoint:
     """How the published setting differs from ours, if it does."""
 
     def __post_init__(self) -> None:
-        _check(self.aggregator in ("pass@k", "maj@k"), "published.aggregator", self.aggregator, "pass@k or maj@k")
+        _check(self.aggregator in ("pass@k", "maj@k", "bon@k", "wmaj@k"), "published.aggregator", self.aggregator,
+               "pass@k, maj@k, or with a verifier bon@k or wmaj@k")
         _check(_is_int(self.n) and self.n >= 1, "published.n", self.n, "an integer >= 1")
         _check(_is_int(self.budget) and self.budget >= 0, "published.budget", self.budget, "an integer >= 0")
         _check(isinstance(self.value, (int, float)) and 0 <= self.value <= 1, "published.value", self.value,
@@ -521,6 +543,7 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "float": (_number, "a finite number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "tuple[int, ...]": (lambda v: isinstance(v, tuple), "a list such as [1,4,16]"),
+    "tuple[str, ...] | None": (lambda v: v is None or isinstance(v, tuple), "null or a list such as ['-', '+']"),
     "dict[str, Any] | None": (lambda v: v is None or isinstance(v, dict), "null or a mapping of keys"),
     "SimConfig | None": (lambda v: v is None or isinstance(v, (dict, SimConfig)), "null or a mapping of keys"),
 }
@@ -571,6 +594,10 @@ def from_dict(data: dict[str, Any]) -> Config:
     published = data.get("published") or []
     if not isinstance(published, list):
         raise ConfigError(f"published: expected a list of points, got {published!r}")
+    verifier = data.get("verifier")
+    if isinstance(verifier, dict) and "name" not in verifier and "path" not in verifier:
+        raise ConfigError(f"verifier.{next(iter(verifier))} is set but no verifier is chosen; pick one with "
+                          "verifier=NAME (conf/verifier/, e.g. verifier=toy)")
     return Config(**{name: _section(cls, name, data[name]) for name, cls in SECTIONS.items() if name in data},
                   published=tuple(_section(PublishedPoint, "published", p) for p in published),
                   verifier=_section(VerifierConfig, "verifier", data["verifier"]) if data.get("verifier") else None)

@@ -23,6 +23,8 @@ from orchestrator.units import Unit, unit_key
 # Placement and memory settings change where and how fast a unit runs, not its rows.
 _NOT_IN_KEY = ("tensor_parallel_size", "kv_cache_gib", "enforce_eager",  # how it runs, not what it generates
                "price", "max_concurrency", "request_timeout_s", "max_retries", "api_key_env")
+# A verifier's keys added after verifier units were first stored (VerifierConfig): in its key only when set.
+_VERIFIER_SINCE_V2 = ("input_template", "score_tokens")
 
 
 def plan_units(cfg: Config, problems: list[Problem]) -> list[Unit]:
@@ -43,8 +45,11 @@ def plan_units(cfg: Config, problems: list[Problem]) -> list[Unit]:
         "extend_rounds": sweep.extend_rounds if sweep.strategy == "extend" else 0,
     }
     if cfg.verifier is not None:  # only then: units without a verifier keep their keys
-        base["verifier"] = {**{k: v for k, v in asdict(cfg.verifier).items() if k not in _NOT_IN_KEY},
-                            "files": model_fingerprint(cfg.verifier)}
+        verifier = {k: v for k, v in asdict(cfg.verifier).items() if k not in _NOT_IN_KEY}
+        for key in _VERIFIER_SINCE_V2:  # left out at their defaults: a toy-verifier sweep keeps its keys
+            if verifier[key] is None:
+                del verifier[key]
+        base["verifier"] = {**verifier, "files": model_fingerprint(cfg.verifier)}
     units = []
     for start in range(0, len(problems), sweep.problems_per_unit):
         chunk = tuple(problems[start:start + sweep.problems_per_unit])

@@ -44,6 +44,7 @@ from orchestrator.plan import estimate_size, plan_units
 from orchestrator.prompts import context_tokens, prompt_ids
 from orchestrator.store import Store
 from orchestrator.units import Unit
+from orchestrator.verifier import check_same_vocabulary
 
 # Tracking-store schemes MLflow itself registers (mlflow/tracking/_tracking_service/utils.py); plugins add
 # theirs under the entry-point group below. Database URIs may name a driver: postgresql+psycopg2://...
@@ -97,6 +98,7 @@ def check(grid: Config | Sequence[Config], placement: bool = True) -> Checked:
     models = list({part.model.name: part.model for part in parts}.values())
     for part in parts:
         check_api_budgets(part)
+        check_verifier(part)
     if placement and todo:
         check_endpoints(models)
     if placement and todo and cfg.cluster.kind == "local":
@@ -233,6 +235,24 @@ def check_api_budgets(cfg: Config) -> None:
     why = budget_error(cfg.model, cfg.sweep.budgets, cfg.sweep.strategy)
     if why:
         raise ConfigError(why)
+
+
+def check_verifier(cfg: Config) -> None:
+    """A verifier (conf/verifier/) is a model on this machine or a hub id, and reads the generator's token ids
+    as they are: it shares the generator's vocabulary (orchestrator/verifier.py builds no other input). Hub ids
+    cannot be compared without downloading them; the engine loads them as it loads the generator."""
+    if cfg.verifier is None:
+        return
+    if cfg.model.engine != "vllm":
+        raise ConfigError(f"verifier={cfg.verifier.name!r}: a verifier scores the token ids of a model run by the "
+                          f"vLLM engine; model {cfg.model.name!r} runs on model.engine={cfg.model.engine!r}")
+    check_model(cfg.verifier)
+    generator, verifier = cfg.model.local_path(), cfg.verifier.local_path()
+    if generator is None or verifier is None:
+        return
+    why = check_same_vocabulary(generator, verifier)
+    if why:
+        raise ConfigError(f"verifier.path={cfg.verifier.path!r}: {why}")
 
 
 def check_endpoints(models: Sequence[ModelConfig]) -> None:

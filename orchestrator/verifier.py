@@ -1,31 +1,39 @@
 """Verifier scoring of sample rows: what a verifier reads, and which rows it scores.
 
 A verifier (an outcome reward model, served by orchestrator/engines/verifier.py) scores each
-(problem, thinking, answer) of a unit after grading: the sequence it reads is exactly what the
-generating model saw and wrote at that budget, as token ids of the generator's tokenizer:
+(problem, thinking, answer) of a unit after grading. It reads one of two inputs:
 
-    prompt (chat template, ending with the think-start delimiter)
-    + the rung's continuation (thinking up to the budget, then the forcing suffix or the delimiter)
-    + the answer's tokens, without the end-of-sequence token.
+- **The generator's token ids** (the default; the toy verifier): exactly what the generating model
+  saw and wrote at that budget,
 
-The toy verifier shares the toy reasoner's tokenizer, so these ids go to it as they are; a verifier
-with another tokenizer would need the text re-tokenized (not needed yet, and refused by
-`check_same_vocabulary`). A row without an extracted answer is not scored (score null): it abstains
-in wmaj@k and ranks last in bon@k. Identical sequences of one sample (a natural end serving several
-budgets) are scored once. The job that trains the toy verifier builds its inputs with the same
-function, so training and scoring read the same sequences.
+      prompt (chat template, ending with the think-start delimiter)
+      + the rung's continuation (thinking up to the budget, then the forcing suffix or the delimiter)
+      + the answer's tokens, without the end-of-sequence token.
+
+  The verifier must share the generator's vocabulary (`check_same_vocabulary`, run by preflight).
+- **Text** (`verifier.input_template` set, e.g. a published reward model with its own tokenizer): the
+  template filled with the problem and the response (the continuation decoded, then the answer's text)
+  becomes the user turn of the verifier's own chat template, tokenized by the verifier.
+
+A row without an extracted answer is not scored (score null): it abstains in wmaj@k and ranks last in
+bon@k. Identical inputs of one sample (a natural end serving several budgets) are scored once. The job
+that trains the toy verifier builds its inputs with `verifier_sequence`, so training and scoring read
+the same sequences.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+VerifierInput = tuple[int, ...] | str
+"""What a verifier reads for one rung: token ids of the generator's tokenizer, or the text of its user turn."""
+
 
 class Scorer(Protocol):
-    async def score(self, sequence: Sequence[int]) -> float: ...
+    async def score(self, read: VerifierInput) -> float: ...
 
 
 def verifier_sequence(prompt: Sequence[int], continuation: Sequence[int], answer_ids: Sequence[int],
@@ -38,22 +46,36 @@ def verifier_sequence(prompt: Sequence[int], continuation: Sequence[int], answer
     return tuple(prompt) + tuple(continuation) + tuple(answer)
 
 
-async def score_rows(verifier: Scorer, rows: list[dict[str, Any]], prompt: Sequence[int], ladder: Sequence[Any],
-                     answers: dict[tuple[int, ...], Any], eos_id: int | None) -> None:
+def verifier_text(template: str, problem: str, response: str) -> str:
+    """The user turn a text-reading verifier gets: `template` with {problem} and {response} filled in."""
+    return template.replace("{problem}", problem).replace("{response}", response)
+
+
+def reader(template: str | None, problem: str, prompt: Sequence[int], decode: Callable[[Sequence[int]], str],
+           eos_id: int | None) -> Callable[[tuple[int, ...], Any], VerifierInput]:
+    """For one sample: (continuation, the answer's vLLM output) -> what the verifier reads. `template` None: the
+    generator's token ids; else the text (the continuation decoded with the generator's tokenizer, then the answer)."""
+    if template is None:
+        return lambda continuation, out: verifier_sequence(prompt, continuation, out.outputs[0].token_ids, eos_id)
+    return lambda continuation, out: verifier_text(template, problem, decode(continuation) + out.outputs[0].text)
+
+
+async def score_rows(verifier: Scorer, rows: list[dict[str, Any]], ladder: Sequence[Any],
+                     answers: dict[tuple[int, ...], Any], read: Callable[[tuple[int, ...], Any], VerifierInput]
+                     ) -> None:
     """Set `score` on one sample's rows (one per rung of `ladder`, in order; `answers` maps a continuation to
-    its vLLM output), concurrently; rows without an extracted answer get None."""
+    its vLLM output; `read` is this sample's `reader`), concurrently; rows without an extracted answer get None."""
     if len(rows) != len(ladder):
         raise ValueError(f"score_rows needs one row per rung, got {len(rows)} rows and {len(ladder)} rungs")
-    wanted: dict[tuple[int, ...], int] = {}
+    wanted: dict[VerifierInput, int] = {}
     for row, rung in zip(rows, ladder):
         if rung.continuation is not None and row.get("extracted_answer") is not None:
-            sequence = verifier_sequence(prompt, rung.continuation, answers[rung.continuation].outputs[0].token_ids,
-                                         eos_id)
+            sequence = read(rung.continuation, answers[rung.continuation])
             wanted.setdefault(sequence, len(wanted))
-            row["_verifier_sequence"] = sequence
+            row["_verifier_input"] = sequence
     scores = await asyncio.gather(*(verifier.score(s) for s in wanted))
     for row in rows:
-        sequence = row.pop("_verifier_sequence", None)
+        sequence = row.pop("_verifier_input", None)
         row["score"] = None if sequence is None else float(scores[wanted[sequence]])
 
 

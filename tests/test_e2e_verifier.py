@@ -8,15 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator.compose import GROUPS
-from orchestrator.config import PROJECT_ROOT
 from tests.conftest import ttc
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif("verifier" not in GROUPS or not (PROJECT_ROOT / "models/toy-verifier/config.json").is_file(),
-                       reason="the verifier group is not wired into the config, or models/toy-verifier is missing"),
-]
+pytestmark = pytest.mark.e2e
 
 BUDGETS, NS = [0, 15, 30], [1, 4]
 

@@ -209,3 +209,21 @@ def test_analyze_passes_the_criterion_through(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main(["analyze", "s1", "--criterion", "bic", f"store.root={store.root}"])
     assert exit_.value.code == 2
+
+
+# --- the verifier ----------------------------------------------------------------------------------------------
+
+
+def test_a_verifier_with_another_vocabulary_or_without_the_vllm_engine_is_refused(capsys, store, tmp_path):
+    other = tmp_path / "other-verifier"
+    shutil.copytree(PROJECT_ROOT / "models" / "toy-verifier", other)
+    tokenizer = json.loads((other / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"] = {f"x{token}": i for token, i in tokenizer["model"]["vocab"].items()}
+    (other / "tokenizer.json").write_text(json.dumps(tokenizer))
+    line = refused(capsys, store, "verifier=toy", f"verifier.path={other}")
+    assert f"verifier.path='{other}'" in line and "another vocabulary" in line
+    line = refused(capsys, store, "verifier=toy", "verifier.path=models/no-such-verifier")
+    assert "model.path='models/no-such-verifier'" in line or "no-such-verifier" in line
+    line = refused(capsys, store, "verifier=toy", "model.engine=sim")
+    assert "verifier='toy-verifier'" in line and "model.engine='sim'" in line
+    assert "no verifier is chosen" in refused(capsys, store, "verifier.kv_cache_gib=0.5")

@@ -19,6 +19,18 @@ def test_the_sequence_is_prompt_continuation_answer_without_a_final_eos():
     assert verifier_sequence([1], [6], [2, 7], eos_id=2) == (1, 6, 2, 7)  # only a final EOS goes
 
 
+def test_a_reader_gives_the_generators_ids_or_the_templated_text():
+    from types import SimpleNamespace
+
+    from orchestrator.verifier import reader
+
+    out = SimpleNamespace(outputs=[SimpleNamespace(token_ids=[7, 8, 2], text="\\boxed{8}")])
+    decode = {(9, 6): "+7=1,</think>"}.__getitem__
+    assert reader(None, "4+7", [1, 5], decode, eos_id=2)((9, 6), out) == (1, 5, 9, 6, 7, 8)
+    text = reader("Q: {problem} A: {response}", "4+7", [1, 5], decode, eos_id=2)((9, 6), out)
+    assert text == "Q: 4+7 A: +7=1,</think>\\boxed{8}"
+
+
 def test_the_verifier_must_share_the_generators_vocabulary(tmp_path):
     assert check_same_vocabulary(REASONER, REASONER) is None
     (tmp_path / "tokenizer.json").write_text('{"model": {"vocab": {"a": 0}}}')
@@ -38,7 +50,6 @@ def test_training_problems_are_distinct_seeded_and_disjoint_from_toy_arith():
         training_problems(5, seed=20_260_000)
 
 
-@pytest.mark.skipif(not (VERIFIER / "config.json").is_file(), reason="models/toy-verifier not trained yet")
 def test_committed_verifier_is_a_one_label_llama_classifier_with_the_reasoners_tokenizer():
     import json
 
@@ -57,10 +68,10 @@ def test_vllm_pooling_scores_equal_the_trained_classifier(toy_engine):
 
     from orchestrator.budget import cap_ladder
     from orchestrator.compose import compose
-    from orchestrator.config import ModelConfig
+    from orchestrator.config import VerifierConfig
     from orchestrator.engines.verifier import VerifierEngine
     from orchestrator.units import Unit, derive_seed
-    from orchestrator.verifier import score_rows
+    from orchestrator.verifier import reader, score_rows
 
     model = compose([]).model
     problems = [("v1", "4+7*3-5", "8"), ("v2", "9-3*7+2-1*3", "5")]
@@ -74,8 +85,8 @@ def test_vllm_pooling_scores_equal_the_trained_classifier(toy_engine):
     outputs = toy_engine.answer(unit, prompts, samples, ladders)
 
     hf = LlamaForSequenceClassification.from_pretrained(VERIFIER, torch_dtype=torch.float32).eval()
-    cfg = ModelConfig(name="toy-verifier", path=str(VERIFIER), dtype="float32", max_model_len=128,
-                      kv_cache_gib=0.25, enforce_eager=True)
+    cfg = VerifierConfig(name="toy-verifier", path=str(VERIFIER), dtype="float32", max_model_len=128,
+                         kv_cache_gib=0.25, enforce_eager=True)
 
     class Counting:
         """The real engine, counting what it is asked to score."""
@@ -95,7 +106,9 @@ def test_vllm_pooling_scores_equal_the_trained_classifier(toy_engine):
                 answers = {r.continuation: outputs[(pi, si, *r.continuation)] for r in ladder if r.continuation}
                 rows = [{"extracted_answer": "x" if r.continuation is not None else None} for r in ladder]
                 counting = Counting(engine)
-                await score_rows(counting, rows, prompts[pi], ladder, answers, toy_engine.eos_id)
+                read = reader(None, unit.problems[pi].problem, prompts[pi], toy_engine.tokenizer.decode,
+                              toy_engine.eos_id)
+                await score_rows(counting, rows, ladder, answers, read)
                 # Each distinct sequence of a sample is scored once (a natural end serves several budgets).
                 assert len(counting.seen) == len(set(counting.seen))
                 assert len(counting.seen) <= len({r.continuation for r in ladder if r.continuation is not None})
@@ -115,3 +128,40 @@ def test_vllm_pooling_scores_equal_the_trained_classifier(toy_engine):
             with torch.no_grad():
                 expected = torch.sigmoid(hf(input_ids=torch.tensor([sequence])).logits[0, 0]).item()
             assert row["score"] == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.e2e
+def test_a_generative_verifier_reading_text_scores_p_positive_against_p_negative():
+    """A causal LM as a verifier (`score_tokens`, vLLM's from_2_way_softmax) reading text (`input_template`):
+    the toy reasoner itself, asked whether the next token is "1" rather than "0", equals the same question put
+    to the Hugging Face causal LM on the same rendered ids."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from orchestrator.config import VerifierConfig
+    from orchestrator.engines.verifier import VerifierEngine, chat_ids
+    from orchestrator.verifier import verifier_text
+
+    cfg = VerifierConfig(name="toy-as-judge", path=str(REASONER), dtype="float32", max_model_len=128,
+                         kv_cache_gib=0.25, enforce_eager=True, input_template="{problem}={response}",
+                         score_tokens=("0", "1"))
+    reads = [verifier_text(cfg.input_template, "4+7*3-5", "+7=1,*3=3,-5=8,</think>\\boxed{8}"),
+             verifier_text(cfg.input_template, "9-3*7", "-3=6,*7=2,</think>\\boxed{3}")]
+
+    async def run():
+        engine = await VerifierEngine.start(cfg)
+        try:
+            return [await engine.score(r) for r in reads]
+        finally:
+            await engine.shutdown()
+
+    scores = asyncio.run(run())
+    tokenizer = AutoTokenizer.from_pretrained(REASONER)
+    hf = LlamaForCausalLM.from_pretrained(REASONER, torch_dtype=torch.float32).eval()
+    zero, one = tokenizer.convert_tokens_to_ids(["0", "1"])
+    for read, score in zip(reads, scores):
+        ids = chat_ids(tokenizer, read)
+        assert ids[0] == tokenizer.bos_token_id and tokenizer.unk_token_id not in ids
+        with torch.no_grad():
+            logits = hf(input_ids=torch.tensor([ids])).logits[0, -1]
+        assert score == pytest.approx(torch.sigmoid(logits[one] - logits[zero]).item(), abs=1e-4)

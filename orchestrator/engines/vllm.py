@@ -50,7 +50,7 @@ from orchestrator.grading import GraderPool
 from orchestrator.prompts import context_tokens, prompt_ids
 from orchestrator.schema import SAMPLE_SCHEMA
 from orchestrator.units import Unit, derive_seed
-from orchestrator.verifier import score_rows
+from orchestrator.verifier import reader, score_rows
 
 GRADER_WORKERS = 2
 """Grader children per engine: one slow comparison (up to its time limit) leaves the other grading."""
@@ -243,7 +243,8 @@ class VLLMEngine:
             })
             rows.append(row)
         if unit.verifier is not None:  # after grading: the verifier reads what the model wrote at each budget
-            await score_rows(await self.verifiers.get(unit.verifier), rows, prompt, ladder, answers, self.eos_id)
+            read = reader(unit.verifier.input_template, problem.problem, prompt, self.tokenizer.decode, self.eos_id)
+            await score_rows(await self.verifiers.get(unit.verifier), rows, ladder, answers, read)
         return rows
 
     def _check_lengths(self, unit: Unit, prompts: list[list[int]]) -> None:
