@@ -175,7 +175,7 @@ def bootstrap_chosen(curve: CurveFit, samples: pd.DataFrame, resamples: int, see
     try:
         fit = fit_curve_bootstrap(curve.points.x.to_numpy(), per_problem.to_numpy(), chosen,
                                   resamples=resamples, seed=seed)
-    except FitError as e:
+    except (FitError, ValueError) as e:  # ValueError: the resamples cannot be fitted as given (fit.py says why)
         curve.notes.append(f"CIs from the covariance: bootstrap failed ({e})")
         return
     curve.fits[chosen] = fit

@@ -64,7 +64,7 @@ def figure_accuracy_vs_compute(cells: pa.Table | pd.DataFrame,
     count = max(len(panels) + len(compared), 1)
     fig, axes = plt.subplots(1, count, figsize=(PANEL_SIZE[0] * count, PANEL_SIZE[1]), squeeze=False)
     for ax, ((model, dataset, aggregator), g) in zip(axes[0], panels):
-        n_colors, b_colors = ramp_colors(g.n.unique()), ramp_colors(g.budget.unique())
+        n_colors, b_colors = ramp(g.n.unique()), ramp(g.budget.unique())
         for n, color in n_colors.items():
             line = g[g.n == n].sort_values("tokens_per_problem")
             ax.plot(line.tokens_per_problem, line.accuracy, "o-", color=color, label=f"N={n} (budgets)")
@@ -89,8 +89,9 @@ def figure_accuracy_vs_compute(cells: pa.Table | pd.DataFrame,
 
 COMPARED_AGGREGATORS = ("pass@k", "maj@k", "bon@k", "wmaj@k")
 """The aggregators a verifier's comparison panel draws, in this order (pass@k is the oracle's ceiling)."""
-_AGGREGATOR_STYLE = {"pass@k": ("grey", "^:"), "maj@k": ("tab:blue", "o-"), "bon@k": ("tab:red", "s-"),
+AGGREGATOR_STYLE = {"pass@k": ("grey", "^:"), "maj@k": ("tab:blue", "o-"), "bon@k": ("tab:red", "s-"),
                      "wmaj@k": ("tab:green", "D-")}
+"""(colour, line style) of each aggregator; the reproduction plot (analysis/reproduce.py) uses the styles."""
 
 
 def _draw_aggregators(ax, g: pd.DataFrame, where: str) -> None:
@@ -106,11 +107,11 @@ def _draw_aggregators(ax, g: pd.DataFrame, where: str) -> None:
         line = g[g.aggregator == aggregator].sort_values("n")
         if line.empty:
             continue
-        color, style = _AGGREGATOR_STYLE[aggregator]
+        color, style = AGGREGATOR_STYLE[aggregator]
         ax.plot(line[x], line.accuracy, style, color=color, lw=1.8, markersize=5, label=aggregator)
         _errorbars(ax, line, x, color)
     tail = g[(g.aggregator == "maj@k") & (g.n > 1)].sort_values("n")
-    _label_points(ax, tail[x], tail.accuracy, [f"N={n}" for n in tail.n], _AGGREGATOR_STYLE["maj@k"][0])
+    _label_points(ax, tail[x], tail.accuracy, [f"N={n}" for n in tail.n], AGGREGATOR_STYLE["maj@k"][0])
     _log_axis(ax)
     ax.set_xlabel("FLOPs per problem, verifier's included (log scale)" if x == "flops_per_problem"
                   else f"{TOKENS_LABEL}; FLOPs unknown, verifier's not counted")
@@ -178,12 +179,6 @@ def _panels(keys: list, title_none: str) -> tuple[Figure, list]:
     if not keys:
         axes[0].text(0.5, 0.5, title_none, ha="center", va="center", transform=axes[0].transAxes)
     return fig, axes[:count]
-
-
-def ramp_colors(values: Sequence) -> dict:
-    """One colour per distinct value, dark (smallest) to light (largest): the one ramp of every plot and of the
-    MLflow child runs (orchestrator/colors.py)."""
-    return ramp(values)
 
 
 def _budget_colorbar(fig: Figure, ax, colors: dict[int, tuple]) -> None:
@@ -264,7 +259,7 @@ def figure_o1(cells: pa.Table | pd.DataFrame, fits=None, aggregator: str = "maj@
     curves = _curves(fits)
     for ax, (model, dataset, strategy) in zip(axes, keys):
         g = df[(df.model == model) & (df.dataset == dataset) & (df.strategy == strategy)]
-        colors = ramp_colors(g.budget.unique())
+        colors = ramp(g.budget.unique())
         ns = sorted(g.n.unique())
         fitted = False
         for budget, color in colors.items():
@@ -323,7 +318,7 @@ def figure_coverage(cells: pa.Table | pd.DataFrame, fits=None) -> Figure:
     curves = _curves(fits)
     for ax, (model, dataset, strategy) in zip(axes, keys):
         g = df[(df.model == model) & (df.dataset == dataset) & (df.strategy == strategy)]
-        colors = ramp_colors(g.budget.unique())
+        colors = ramp(g.budget.unique())
         fitted = False
         for budget, color in colors.items():
             line = g[g.budget == budget].sort_values("n")

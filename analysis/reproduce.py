@@ -21,12 +21,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pyarrow as pa
 
-from analysis.plots import ramp_colors, save_figure
+from analysis.plots import AGGREGATOR_STYLE, save_figure
+from orchestrator.colors import ramp
 
 if TYPE_CHECKING:
     from orchestrator.config import Config
 
-LINE_STYLES = {"pass@k": "s--", "maj@k": "o-", "bon@k": "^-.", "wmaj@k": "d:"}
 
 
 def compare(cells: pa.Table, published: Sequence) -> pd.DataFrame:
@@ -63,12 +63,12 @@ def plot_reproduction(cells: pa.Table, table: pd.DataFrame, out: Path, title: st
     """Our accuracy against N (one line per budget and aggregator) with the published points overlaid."""
     df = cells.to_pandas()
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    colour = ramp_colors(df.budget.unique())
+    colour = ramp(df.budget.unique())
     for (aggregator, budget), g in df.groupby(["aggregator", "budget"], sort=True):
         if aggregator not in set(table.aggregator):
             continue
         g = g.sort_values("n")  # one colour per budget, one line style per aggregator
-        ax.plot(g.n, g.accuracy, LINE_STYLES.get(aggregator, "x:"), color=colour[budget], alpha=0.85,
+        ax.plot(g.n, g.accuracy, AGGREGATOR_STYLE.get(aggregator, ("", "x:"))[1], color=colour[budget], alpha=0.85,
                 label=f"ours {aggregator}, B={budget}")
         ax.fill_between(g.n, g.ci_low, g.ci_high, color=colour[budget], alpha=0.10)
     for r in table.itertuples():

@@ -259,9 +259,12 @@ def _require_finished(store, sweep_id: str) -> None:
 
 
 def _store_of(overrides: list[str]):
-    """The store the `store.*` overrides name; the other overrides apply to the saved sweep's config."""
+    """The store the `store.*` overrides name; the other overrides apply to the saved sweep's config. Every
+    override is checked first (a misspelled key is one line, not ignored)."""
+    from orchestrator.compose import check_overrides
     from orchestrator.store import Store
 
+    check_overrides(overrides)
     return Store(compose([o for o in overrides if o.lstrip("+").startswith("store.")]).store.path)
 
 

@@ -71,8 +71,8 @@ def _parse(overrides: list[str]) -> list:
 def _check_key(key: str) -> None:
     """A key the schema has, or one line with the nearest keys (a misspelling is never suggested as `+key=`)."""
     section, dot, rest = key.partition(".")
-    if section in ("hydra", "published"):  # Hydra's own settings; recipe points: left to Hydra and from_dict
-        return
+    if section in ("hydra", "published") or key.startswith("hydra/"):
+        return  # Hydra's own settings and groups (hydra/job_logging=...); recipe points: left to Hydra, from_dict
     if not dot:
         if section in GROUPS or section in SECTIONS:
             return

@@ -10,6 +10,8 @@ would be accepted), like vLLM's `VLLMValidationError` carrying its parameter and
 have a whole sentence already pass it alone: `ConfigError("sweep.n=[0] is invalid: ...")`.
 Each also keeps the builtin base it had (ValueError for bad values, RuntimeError for stopped runs), so
 `except ValueError` around a parser or `except RuntimeError` around a fit catches what it caught before.
+One exception: PlacementError (a model no node can hold), a SchedulerError (RuntimeError) before, is a
+ConfigError (ValueError) now; nothing caught it as a RuntimeError.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Reading a local model's files: its fingerprint (for unit keys), its shape (for FLOPs) and its KV cache size.
 
-Only file names, sizes, config.json and the safetensors headers are read, never the weights, so each
-answer costs milliseconds and no engine. A model given as a hub id that is not on this machine has
-no files to read: every function returns None for it.
+The fingerprint reads each file's bytes (a large one only at its ends); the shape and KV size read
+config.json and the safetensors headers, never the weights. Each answer costs milliseconds and no
+engine. A model given as a hub id that is not on this machine has no files to read: every function
+returns None for it.
 """
 
 from __future__ import annotations
@@ -14,20 +15,30 @@ from pathlib import Path
 
 from orchestrator.config import ModelConfig
 
+# Files up to this size are hashed whole; a larger one by its size and its first and last MiB (retrained
+# weights differ there too), so a 60 GB checkpoint costs two small reads per file, not a full pass.
+WHOLE_FILE_BYTES = 64 * 2**20
+END_BYTES = 2**20
+
 
 def model_fingerprint(model: ModelConfig) -> str | None:
-    """For a local model directory: a hash of its file names and sizes and its config.json, so that
-    retrained weights at the same path are new units. None for a hub id (its revision identifies it)."""
+    """For a local model directory: a hash of its file names, sizes and contents, so that retrained weights at
+    the same path (same names, same sizes) are new units. None for a hub id (its revision identifies it)."""
     local = model.local_path()
     if local is None:
         return None
     h = hashlib.sha256()
     for f in sorted(local.iterdir()):
         if f.is_file():
-            h.update(f"{f.name}:{f.stat().st_size}\n".encode())
-    config = local / "config.json"
-    if config.is_file():
-        h.update(config.read_bytes())
+            size = f.stat().st_size
+            h.update(f"{f.name}:{size}\n".encode())
+            with f.open("rb") as data:
+                if size <= WHOLE_FILE_BYTES:
+                    h.update(data.read())
+                else:
+                    h.update(data.read(END_BYTES))
+                    data.seek(size - END_BYTES)
+                    h.update(data.read(END_BYTES))
     return h.hexdigest()[:16]
 
 

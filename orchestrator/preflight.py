@@ -149,9 +149,10 @@ def check_tracking_uri(tracking: TrackingConfig) -> None:
                               "(an absolute path is sqlite:////abs/path/mlflow.db)")
 
 
-def check_model(model: ModelConfig) -> None:
+def check_model(model: ModelConfig, section: str = "model") -> None:
     """A local model path exists and holds a model. A hub id (ORG/NAME, not on this machine) is left to
-    vLLM, which downloads it; the simulated engine loads nothing."""
+    vLLM, which downloads it; the simulated engine loads nothing. `section` names the key in the error
+    (`verifier` for a verifier)."""
     if model.engine == "sim":
         return
     path = model.path
@@ -160,14 +161,14 @@ def check_model(model: ModelConfig) -> None:
         clearly_local = path.startswith(("/", "./", "../", "~")) or (
             len(Path(path).parts) > 1 and resolve_path(path).parent.is_dir())
         if clearly_local:  # absolute, or under a directory that exists here (models/nope); `gpt2` is a hub id
-            raise ConfigError(f"model.path={path!r}: no such model directory ({resolve_path(path)}); a hub id "
+            raise ConfigError(f"{section}.path={path!r}: no such model directory ({resolve_path(path)}); a hub id "
                               "is ORG/NAME")
         return
     if not (local / "config.json").is_file():
-        raise ConfigError(f"model.path={path!r}: {local} holds no model (no config.json); a model directory holds "
+        raise ConfigError(f"{section}.path={path!r}: {local} holds no model (no config.json); a model directory holds "
                           "config.json, the tokenizer and the weights (*.safetensors)")
     if not any(next(local.glob(pattern), None) for pattern in WEIGHT_FILES):
-        raise ConfigError(f"model.path={path!r}: {local} holds no weights ({', '.join(WEIGHT_FILES)})")
+        raise ConfigError(f"{section}.path={path!r}: {local} holds no weights ({', '.join(WEIGHT_FILES)})")
 
 
 def check_size(cfg: Config, size: dict[str, Any]) -> None:
@@ -238,17 +239,18 @@ def check_api_budgets(cfg: Config) -> None:
 
 
 def check_verifier(cfg: Config) -> None:
-    """A verifier (conf/verifier/) is a model on this machine or a hub id, and reads the generator's token ids
-    as they are: it shares the generator's vocabulary (orchestrator/verifier.py builds no other input). Hub ids
-    cannot be compared without downloading them; the engine loads them as it loads the generator."""
+    """A verifier (conf/verifier/) is a model on this machine or a hub id, scoring a model run by vLLM. One that
+    reads the generator's token ids (no verifier.input_template) must share the generator's vocabulary; one
+    that reads text has its own tokenizer. Hub ids cannot be compared without downloading them; the engine
+    loads them as it loads the generator."""
     if cfg.verifier is None:
         return
     if cfg.model.engine != "vllm":
         raise ConfigError(f"verifier={cfg.verifier.name!r}: a verifier scores the token ids of a model run by the "
                           f"vLLM engine; model {cfg.model.name!r} runs on model.engine={cfg.model.engine!r}")
-    check_model(cfg.verifier)
+    check_model(cfg.verifier, "verifier")
     generator, verifier = cfg.model.local_path(), cfg.verifier.local_path()
-    if generator is None or verifier is None:
+    if cfg.verifier.input_template is not None or generator is None or verifier is None:
         return
     why = check_same_vocabulary(generator, verifier)
     if why:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from orchestrator.config import ModelConfig
+    from orchestrator.config import ModelConfig, VerifierConfig
     from orchestrator.datasets import Problem
 
 
@@ -29,7 +29,7 @@ class Unit:
     seed: int
     strategy: str
     extend_rounds: int = 0
-    verifier: ModelConfig | None = None
+    verifier: VerifierConfig | None = None
     """Scores every answered row after grading (orchestrator/verifier.py); None: no scores."""
 
     @property

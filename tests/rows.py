@@ -11,6 +11,8 @@ from orchestrator.schema import SAMPLE_SCHEMA
 
 ROW_ORDER = ["problem_id", "sample_idx", "budget"]
 """A sample row's place in its unit (each (problem, sample, budget) is one row): sort by it to compare two runs."""
+TABLE_ORDER = [(column, "ascending") for column in ("unit_key", *ROW_ORDER)]
+"""The same for the rows of several units, as a pyarrow sort (`table.sort_by(TABLE_ORDER)`)."""
 
 
 def sample_row(**columns) -> dict:

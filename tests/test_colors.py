@@ -1,6 +1,5 @@
 """The one colour ramp (orchestrator/colors.py), shared by every plot and the MLflow child runs."""
 
-from analysis.plots import ramp_colors
 from orchestrator.colors import STOPS, ramp, ramp_color
 
 
@@ -12,7 +11,3 @@ def test_the_ramp_runs_dark_to_light_through_its_stops():
     greens = [int(colors[b][3:5], 16) for b in (0, 15, 30, 50)]
     assert greens == sorted(greens) and len(set(colors.values())) == 4
     assert ramp([7]) == {7: ramp_color(0.5)}
-
-
-def test_plots_use_the_same_ramp():
-    assert ramp_colors([0, 15, 30, 50]) == ramp([0, 15, 30, 50])

@@ -20,8 +20,7 @@ from orchestrator.errors import PlacementError
 from orchestrator.schema import SAMPLE_SCHEMA
 from orchestrator.units import Unit
 from orchestrator.virtual_backend import VirtualCluster
-
-SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "ascending"), ("budget", "ascending")]
+from tests.rows import TABLE_ORDER
 
 
 def sim_model(name: str = "sim", tp: int = 1, **sim) -> ModelConfig:
@@ -59,7 +58,7 @@ class Run:
         self.outcome = run_models(work, cluster or ClusterConfig(), collect, backend, on_note=self.notes.append)
 
     def rows(self) -> pa.Table:
-        return pa.Table.from_batches(list(self.got.values()), schema=SAMPLE_SCHEMA).sort_by(SORT)
+        return pa.Table.from_batches(list(self.got.values()), schema=SAMPLE_SCHEMA).sort_by(TABLE_ORDER)
 
     def busy(self):
         """Replicas alive and holding units now."""
@@ -79,7 +78,7 @@ class Run:
 
 
 def expected(units: list[Unit]) -> pa.Table:
-    return pa.Table.from_batches([SimEngine(u.model).simulate(u)[0] for u in units]).sort_by(SORT)
+    return pa.Table.from_batches([SimEngine(u.model).simulate(u)[0] for u in units]).sort_by(TABLE_ORDER)
 
 
 # --- order and units in flight ---------------------------------------------------------------

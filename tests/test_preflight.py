@@ -223,7 +223,19 @@ def test_a_verifier_with_another_vocabulary_or_without_the_vllm_engine_is_refuse
     line = refused(capsys, store, "verifier=toy", f"verifier.path={other}")
     assert f"verifier.path='{other}'" in line and "another vocabulary" in line
     line = refused(capsys, store, "verifier=toy", "verifier.path=models/no-such-verifier")
-    assert "model.path='models/no-such-verifier'" in line or "no-such-verifier" in line
+    assert line.startswith("ttc: error: verifier.path='models/no-such-verifier': no such model directory")
     line = refused(capsys, store, "verifier=toy", "model.engine=sim")
     assert "verifier='toy-verifier'" in line and "model.engine='sim'" in line
     assert "no verifier is chosen" in refused(capsys, store, "verifier.kv_cache_gib=0.5")
+
+
+def test_a_verifier_reading_text_may_have_its_own_vocabulary(capsys, store, tmp_path):
+    other = tmp_path / "other-verifier"
+    shutil.copytree(PROJECT_ROOT / "models" / "toy-verifier", other)
+    tokenizer = json.loads((other / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"] = {f"x{token}": i for token, i in tokenizer["model"]["vocab"].items()}
+    (other / "tokenizer.json").write_text(json.dumps(tokenizer))
+    status = main(["sweep", "--dry-run", "model=toy", "verifier=toy", f"verifier.path={other}",
+                   "verifier.input_template='{problem} {response}'", f"store.root={store}"])
+    out = capsys.readouterr().out
+    assert status == 0 and "verifier toy-verifier scores every answer" in out and "it reads the text" in out

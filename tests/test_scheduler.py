@@ -31,8 +31,7 @@ from orchestrator.errors import ConfigError, PlacementError
 from orchestrator.schema import SAMPLE_SCHEMA
 from orchestrator.units import Unit, derive_seed
 from tests.conftest import PROJECT, watched_backend
-
-SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "ascending"), ("budget", "ascending")]
+from tests.rows import TABLE_ORDER
 
 
 def sim_model(name: str = "sim", tp: int = 1, **sim) -> ModelConfig:
@@ -147,11 +146,11 @@ def collect():
 
 def expected_rows(units: list[Unit]) -> pa.Table:
     """What an uninterrupted run yields: the sim is deterministic, so each unit's rows computed directly."""
-    return pa.Table.from_batches([SimEngine(u.model).simulate(u)[0] for u in units]).sort_by(SORT)
+    return pa.Table.from_batches([SimEngine(u.model).simulate(u)[0] for u in units]).sort_by(TABLE_ORDER)
 
 
 def as_table(got: dict[str, pa.RecordBatch]) -> pa.Table:
-    return pa.Table.from_batches(list(got.values()), schema=SAMPLE_SCHEMA).sort_by(SORT)
+    return pa.Table.from_batches(list(got.values()), schema=SAMPLE_SCHEMA).sort_by(TABLE_ORDER)
 
 
 @pytest.mark.e2e
@@ -303,7 +302,7 @@ def _mlflow_runs(store: Path, sweep_id: str):
 
 def _store_rows(store: Path) -> pa.Table:
     files = sorted((store / "samples").rglob("*.parquet"))
-    return pa.concat_tables([pq.read_table(f, schema=SAMPLE_SCHEMA) for f in files]).sort_by(SORT)
+    return pa.concat_tables([pq.read_table(f, schema=SAMPLE_SCHEMA) for f in files]).sort_by(TABLE_ORDER)
 
 
 @pytest.mark.e2e

@@ -24,10 +24,10 @@ from orchestrator.plan import plan_units
 from orchestrator.schema import SAMPLE_SCHEMA
 from orchestrator.store import Store
 from tests.conftest import tiny_overrides, watched_backend
+from tests.rows import TABLE_ORDER
 
 pytestmark = pytest.mark.e2e
 
-SORT = [("unit_key", "ascending"), ("problem_id", "ascending"), ("sample_idx", "ascending"), ("budget", "ascending")]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def _sweep(tiny_model, tiny_dataset, root, kill_after: int | None = None, kill: 
 
     outcome = run_models([(cfg.model, units)], cfg.cluster, on_result, backend, on_note=notes.append)
     files = sorted(store.root.rglob("*.parquet"))
-    rows = pa.concat_tables([store.read_units([f]) for f in files]).sort_by(SORT)
+    rows = pa.concat_tables([store.read_units([f]) for f in files]).sort_by(TABLE_ORDER)
     return units, outcome, killed, rows, notes, list(backend.ready.values())
 
 
