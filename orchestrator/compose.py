@@ -14,12 +14,20 @@ states it: such a key reaches Hydra as its add-or-override `++SECTION.KEY=VALUE`
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import itertools
 from typing import Any
 
-from orchestrator.config import PROJECT_ROOT, SECTIONS, Config, SimConfig, VerifierConfig, did_you_mean, from_dict
+from orchestrator.config import (
+    PROJECT_ROOT,
+    SECTIONS,
+    Config,
+    SimConfig,
+    VerifierConfig,
+    did_you_mean,
+    field_names,
+    from_dict,
+)
 from orchestrator.errors import ConfigError
 
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -32,10 +40,6 @@ _GROUP_SECTIONS: dict[str, type] = {"verifier": VerifierConfig}
 _MAPPINGS = ("sim", "price", "effort_budgets")
 
 
-def _fields(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
-
-
 def _section_of(name: str) -> type | None:
     """The schema record a top-level key names (`model`, `sweep`, ..., `verifier`), or None."""
     return SECTIONS.get(name) or _GROUP_SECTIONS.get(name)
@@ -43,7 +47,7 @@ def _section_of(name: str) -> type | None:
 
 def _all_keys() -> list[str]:
     """Every key an override may name: the groups and SECTION.FIELD of the schema."""
-    return [*GROUPS, *(f"{name}.{f}" for name, cls in SECTIONS.items() for f in _fields(cls))]
+    return [*GROUPS, *(f"{name}.{f}" for name, cls in SECTIONS.items() for f in field_names(cls))]
 
 
 def group_options(group: str) -> list[str]:
@@ -84,19 +88,19 @@ def _check_key(key: str) -> None:
         raise ConfigError(f"{key} is not a known key{did_you_mean(key, dotted)}; sections: "
                           f"{', '.join([*SECTIONS, *_GROUP_SECTIONS])}")
     name, _, deeper = rest.partition(".")
-    known = _fields(cls)
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        hint = f" (did you mean {' or '.join(f'{section}.{c}' for c in close)}?)" if close else ""
-        raise ConfigError(f"{section}.{name} is not a known key{hint}; allowed: {', '.join(sorted(known))}")
+    _check_field(section, name, field_names(cls))
     if deeper and name not in _MAPPINGS:
         raise ConfigError(f"{key} is not a known key: {section}.{name} has no keys of its own")
     if deeper and name == "sim":  # a typed section: its keys are known
-        sim_keys = _fields(SimConfig)
-        if deeper not in sim_keys:
-            close = difflib.get_close_matches(deeper, sim_keys, n=3, cutoff=0.6)
-            hint = f" (did you mean {' or '.join(f'{section}.sim.{c}' for c in close)}?)" if close else ""
-            raise ConfigError(f"{key} is not a known key{hint}; allowed: {', '.join(sorted(sim_keys))}")
+        _check_field(f"{section}.sim", deeper, field_names(SimConfig))
+
+
+def _check_field(prefix: str, name: str, known: list[str]) -> None:
+    """`prefix.name` names one of `known`, or one line with the nearest ones."""
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(f'{prefix}.{c}' for c in close)}?)" if close else ""
+        raise ConfigError(f"{prefix}.{name} is not a known key{hint}; allowed: {', '.join(sorted(known))}")
 
 
 def _check_option(override: Any, grid: bool) -> None:
@@ -152,7 +156,7 @@ def schema_override(override: str) -> str:
     key, sep, value = override.partition("=")
     section, dot, rest = key.lstrip("+").partition(".")
     cls = _section_of(section)
-    if sep and dot and cls is not None and rest.split(".")[0] in _fields(cls):
+    if sep and dot and cls is not None and rest.split(".")[0] in field_names(cls):
         return f"++{section}.{rest}={value}"
     return override
 

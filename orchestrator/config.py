@@ -520,7 +520,7 @@ SECTIONS = {"model": ModelConfig, "dataset": DatasetConfig, "sweep": SweepConfig
              "store": StoreConfig, "tracking": TrackingConfig, "cluster": ClusterConfig, "cost": CostConfig}
 
 
-def _fields(cls: type) -> list[str]:
+def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
@@ -554,7 +554,7 @@ _NESTED: dict[str, type] = {"SimConfig | None": SimConfig}
 def _section(cls: type, name: str, data: Any) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{name}: expected a mapping of keys, got {data!r}")
-    known = _fields(cls)
+    known = field_names(cls)
     unknown = sorted(set(data) - set(known), key=str)
     if unknown:
         raise ConfigError(f"{name}.{unknown[0]} is not a known key{did_you_mean(str(unknown[0]), known)}; "

@@ -15,14 +15,19 @@ from orchestrator.config import ModelConfig
 def prompt_ids(tokenizer, model: ModelConfig, problem: str) -> list[int]:
     """The chat-templated prompt of `problem`, ending with `model.think_start`, as token ids of `tokenizer`
     (a Hugging Face tokenizer, or vLLM's wrapper of one)."""
-    messages = [{"role": "user", "content": problem}]
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    else:
-        text = (tokenizer.bos_token or "") + problem + "\n"
+    text = chat_text(tokenizer, problem, bare_suffix="\n")
     if not text.rstrip().endswith(model.think_start):
         text += model.think_start
     return tokenizer.encode(text, add_special_tokens=False)
+
+
+def chat_text(tokenizer, user: str, bare_suffix: str = "") -> str:
+    """`user` as one user turn through the tokenizer's chat template, ending with the generation prompt; for a
+    tokenizer without a template, BOS + `user` + `bare_suffix`. Shared by prompts and text-reading verifiers."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True,
+                                             tokenize=False)
+    return (tokenizer.bos_token or "") + user + bare_suffix
 
 
 def context_tokens(prompt_len: int, budget_max: int, suffix_len: int, model: ModelConfig) -> int:

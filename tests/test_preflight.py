@@ -214,12 +214,18 @@ def test_analyze_passes_the_criterion_through(capsys, tmp_path):
 # --- the verifier ----------------------------------------------------------------------------------------------
 
 
-def test_a_verifier_with_another_vocabulary_or_without_the_vllm_engine_is_refused(capsys, store, tmp_path):
+def verifier_with_another_vocabulary(tmp_path):
+    """The toy verifier with every token renamed: the same model, a vocabulary the toy reasoner does not share."""
     other = tmp_path / "other-verifier"
     shutil.copytree(PROJECT_ROOT / "models" / "toy-verifier", other)
     tokenizer = json.loads((other / "tokenizer.json").read_text())
     tokenizer["model"]["vocab"] = {f"x{token}": i for token, i in tokenizer["model"]["vocab"].items()}
     (other / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return other
+
+
+def test_a_verifier_with_another_vocabulary_or_without_the_vllm_engine_is_refused(capsys, store, tmp_path):
+    other = verifier_with_another_vocabulary(tmp_path)
     line = refused(capsys, store, "verifier=toy", f"verifier.path={other}")
     assert f"verifier.path='{other}'" in line and "another vocabulary" in line
     line = refused(capsys, store, "verifier=toy", "verifier.path=models/no-such-verifier")
@@ -230,11 +236,7 @@ def test_a_verifier_with_another_vocabulary_or_without_the_vllm_engine_is_refuse
 
 
 def test_a_verifier_reading_text_may_have_its_own_vocabulary(capsys, store, tmp_path):
-    other = tmp_path / "other-verifier"
-    shutil.copytree(PROJECT_ROOT / "models" / "toy-verifier", other)
-    tokenizer = json.loads((other / "tokenizer.json").read_text())
-    tokenizer["model"]["vocab"] = {f"x{token}": i for token, i in tokenizer["model"]["vocab"].items()}
-    (other / "tokenizer.json").write_text(json.dumps(tokenizer))
+    other = verifier_with_another_vocabulary(tmp_path)
     status = main(["sweep", "--dry-run", "model=toy", "verifier=toy", f"verifier.path={other}",
                    "verifier.input_template='{problem} {response}'", f"store.root={store}"])
     out = capsys.readouterr().out

@@ -29,6 +29,7 @@ import os
 from collections.abc import Sequence
 
 from orchestrator.config import VerifierConfig
+from orchestrator.prompts import chat_text
 from orchestrator.verifier import VerifierInput
 
 
@@ -103,12 +104,7 @@ class VerifierEngine:
 def chat_ids(tokenizer, user: str) -> list[int]:
     """What a text-reading verifier reads (see `VerifierEngine.chat_ids`), with `tokenizer` (Hugging Face's or
     vLLM's wrapper of it)."""
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                             add_generation_prompt=True)
-    else:
-        text = (tokenizer.bos_token or "") + user
-    return tokenizer.encode(text, add_special_tokens=False)  # the template's BOS, not doubled
+    return tokenizer.encode(chat_text(tokenizer, user), add_special_tokens=False)  # the template's BOS, not doubled
 
 
 def _token_classifier(score_tokens: Sequence[str] | None) -> dict:
