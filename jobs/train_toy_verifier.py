@@ -9,7 +9,10 @@
    weights (the same tokenizer and shape, a new score head), reads exactly what a sweep scores
    (orchestrator/verifier.py: prompt + thinking + suffix + answer) and learns P(correct) with a
    logistic loss. The engine is closed before training starts (never vLLM and training at once
-   on 2 cores).
+   on 2 cores). Optional, off by default because they did not help (the model card has the
+   figures): `--step-weight` adds a process loss at each step's closing comma (`step_labels`:
+   is the chain still right there?), and `--slips` mixes synthetic slipped chains into each
+   batch (`slipped_chain`).
 3. Evaluate (`--evaluate`): the sweep's default grid on toy_arith (budgets 0, 15, 30, 50, 16
    samples, seed 0), the verifier served by vLLM's pooling runner, and pass@1, maj@16, bon@16 and
    wmaj@16 per budget from the exact estimators (analysis/estimators.py) with their intervals.
@@ -29,7 +32,21 @@ import random
 import time
 from pathlib import Path
 
-from jobs.train_toy_reasoner import TEST_SEED, learning_rate, make_example, make_test_set
+from jobs.train_toy_reasoner import (
+    BOS,
+    OPS,
+    STEP_TOKENS,
+    TEST_SEED,
+    THINK_END,
+    THINK_START,
+    VOCAB,
+    answer_text,
+    apply_op,
+    encode,
+    learning_rate,
+    make_example,
+    make_test_set,
+)
 
 REASONER = Path("models/toy-reasoner")
 DATA_SEED = 1  # training problems; the reasoner trained on seed 0's stream, the held-out set is TEST_SEED
@@ -148,41 +165,112 @@ def build_verifier(reasoner: Path):
     return model
 
 
+def step_labels(ids: list[int]) -> list[tuple[int, bool]]:
+    """Process labels of one verifier input: for each whole step written in its thinking, the position of
+    the step's closing comma and whether the chain is still right there (every step so far copied its
+    operator and operand from the problem and wrote the true running value). The toy task knows the truth
+    of every step, so the verifier can be told where a chain slipped, not only that its answer was wrong:
+    a slipped step is a few percent of the samples, too rare to learn from the outcome alone."""
+    tokens = [VOCAB[i] for i in ids]
+    think = tokens.index(THINK_START)
+    end = tokens.index(THINK_END, think) if THINK_END in tokens[think:] else len(tokens)
+    problem, thinking = tokens[1:think], tokens[think + 1:end]
+    value, operations = int(problem[0]), [(problem[i], problem[i + 1]) for i in range(1, len(problem) - 1, 2)]
+    labels, right = [], True
+    for k in range(len(thinking) // STEP_TOKENS):
+        op, operand, equals, result, comma = thinking[k * STEP_TOKENS:(k + 1) * STEP_TOKENS]
+        if k < len(operations) and operations[k][1].isdigit():
+            value = apply_op(value, operations[k][0], int(operations[k][1]))
+            right = right and (op, operand, equals, result, comma) == (*operations[k], "=", str(value), ",")
+        else:
+            right = False  # a step the problem does not have
+        labels.append((think + 1 + (k + 1) * STEP_TOKENS - 1, right))
+    return labels
+
+
+def slipped_chain(problem: str, rng: random.Random) -> dict:
+    """A finished chain for `problem` that slips once, as the reasoner's own slips look: one step miscopies its
+    operator or operand or miswrites its result, every later step follows from the wrong value, and the answer
+    is the last value. Labelled by the truth (right only if the slip washes out mod 10). The reasoner slips in
+    a few percent of its samples, too few to learn from; these give the process loss as many as it needs."""
+    start, operations = int(problem[0]), [(problem[i], int(problem[i + 1])) for i in range(1, len(problem), 2)]
+    where, kind = rng.randrange(len(operations)), rng.choice(("operator", "operand", "result"))
+    value = truth = start
+    thinking = []
+    for k, (op, operand) in enumerate(operations):
+        truth = apply_op(truth, op, operand)
+        if k == where and kind == "operator":
+            op = rng.choice([o for o in OPS if o != op])
+        elif k == where and kind == "operand":
+            operand = rng.choice([d for d in range(10) if d != operand])
+        right = apply_op(value, op, operand)
+        value = rng.choice([d for d in range(10) if d != right]) if k == where and kind == "result" else right
+        thinking.append(f"{op}{operand}={value},")
+    text = f"{problem}{THINK_START}{''.join(thinking)}{THINK_END}{answer_text(str(value))}"
+    return {"ids": [VOCAB.index(BOS), *encode(text)], "correct": value == truth}
+
+
 def batch_tensors(records: list[dict]):
+    """Right-padded ids, their mask, the outcome labels and the step labels as (row, position, label)."""
     import torch
 
     width = max(len(r["ids"]) for r in records)
     ids = torch.tensor([r["ids"] + [0] * (width - len(r["ids"])) for r in records])
     mask = torch.tensor([[1] * len(r["ids"]) + [0] * (width - len(r["ids"])) for r in records])
     labels = torch.tensor([float(r["correct"]) for r in records])
-    return ids, mask, labels
+    steps = [(row, position, float(right))
+             for row, r in enumerate(records) for position, right in step_labels(r["ids"])]
+    return ids, mask, labels, torch.tensor(steps).reshape(-1, 3)
 
 
-def evaluate_loss(model, records: list[dict], batch: int = 256) -> dict[str, float]:
-    """Mean logistic loss, accuracy at 0.5 and AUC of the predicted P(correct) on `records`."""
+def position_logits(model, ids, mask):
+    """The score head's logit at every position (the sequence's score is its last token's, as vLLM pools it)."""
+    return model.score(model.model(input_ids=ids, attention_mask=mask).last_hidden_state).squeeze(-1)
+
+
+def auc(p, y) -> float:
+    """Area under the ROC curve: the chance a random positive is scored above a random negative."""
     import numpy as np
-    import torch
 
-    probs, labels = [], []
-    with torch.no_grad():
-        for i in range(0, len(records), batch):
-            ids, mask, y = batch_tensors(records[i:i + batch])
-            probs.append(torch.sigmoid(model(input_ids=ids, attention_mask=mask).logits.squeeze(-1)).numpy())
-            labels.append(y.numpy())
-    p, y = np.concatenate(probs), np.concatenate(labels)
-    loss = float(-np.mean(y * np.log(np.clip(p, 1e-7, 1)) + (1 - y) * np.log(np.clip(1 - p, 1e-7, 1))))
     order = np.argsort(p)
     ranks = np.empty(len(p))
     ranks[order] = np.arange(1, len(p) + 1)
     positives = y.sum()
-    auc = float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / max(positives * (len(y) - positives), 1))
-    return {"loss": loss, "accuracy": float(np.mean((p > 0.5) == (y == 1))), "auc": auc}
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / max(positives * (len(y) - positives), 1))
 
 
-def train(model, records: list[dict], steps: int, batch_size: int, peak_lr: float, seed: int) -> float:
+def evaluate_loss(model, records: list[dict], batch: int = 256) -> dict[str, float]:
+    """Mean logistic loss, accuracy at 0.5 and AUC of the predicted P(correct) on `records`, and the AUC of
+    the step labels (is the chain still right at this step's comma?)."""
+    import numpy as np
+    import torch
+
+    probs, labels, step_probs, step_truth = [], [], [], []
+    with torch.no_grad():
+        for i in range(0, len(records), batch):
+            ids, mask, y, process = batch_tensors(records[i:i + batch])
+            logits = position_logits(model, ids, mask)
+            probs.append(torch.sigmoid(logits[torch.arange(len(ids)), mask.sum(1) - 1]).numpy())
+            labels.append(y.numpy())
+            step_probs.append(torch.sigmoid(logits[process[:, 0].long(), process[:, 1].long()]).numpy())
+            step_truth.append(process[:, 2].numpy())
+    p, y = np.concatenate(probs), np.concatenate(labels)
+    loss = float(-np.mean(y * np.log(np.clip(p, 1e-7, 1)) + (1 - y) * np.log(np.clip(1 - p, 1e-7, 1))))
+    return {"loss": loss, "accuracy": float(np.mean((p > 0.5) == (y == 1))), "auc": auc(p, y),
+            "step_auc": auc(np.concatenate(step_probs), np.concatenate(step_truth))}
+
+
+def train(model, records: list[dict], steps: int, batch_size: int, peak_lr: float, seed: int,
+          step_weight: float, slips: float) -> float:
+    """AdamW on the outcome loss (the last token: is the answer right?) plus `step_weight` times the process
+    loss (each step's closing comma: is the chain still right?), both through the one score head. A fraction
+    `slips` of each batch is slipped chains of the training problems (`slipped_chain`)."""
     import torch
 
     rng = random.Random(seed)
+    problems = sorted({"".join(VOCAB[i] for i in r["ids"][1:r["ids"].index(VOCAB.index(THINK_START))])
+                       for r in records})
+    n_slipped = round(batch_size * slips)
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01, betas=(0.9, 0.98))
     loss_fn = torch.nn.BCEWithLogitsLoss()
     warmup = max(1, steps // 20)
@@ -191,8 +279,14 @@ def train(model, records: list[dict], steps: int, batch_size: int, peak_lr: floa
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, peak_lr, warmup)
-        ids, mask, labels = batch_tensors(rng.sample(records, batch_size))
-        loss = loss_fn(model(input_ids=ids, attention_mask=mask).logits.squeeze(-1), labels)
+        batch = rng.sample(records, batch_size - n_slipped)
+        batch += [slipped_chain(rng.choice(problems), rng) for _ in range(n_slipped)]
+        ids, mask, labels, process = batch_tensors(batch)
+        logits = position_logits(model, ids, mask)
+        loss = loss_fn(logits[torch.arange(len(ids)), mask.sum(1) - 1], labels)
+        if step_weight and len(process):
+            rows, positions = process[:, 0].long(), process[:, 1].long()
+            loss = loss + step_weight * loss_fn(logits[rows, positions], process[:, 2])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -282,6 +376,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0, help="torch and batch order")
+    parser.add_argument("--step-weight", type=float, default=0.0,
+                        help="weight of the process loss (is the chain still right at each step?) beside the outcome "
+                             "loss; 0 (the committed model) trains on outcomes alone; it did not help (model card)")
+    parser.add_argument("--slips", type=float, default=0.0,
+                        help="fraction of each batch that is slipped chains of the training problems; 0 (the committed "
+                             "model): none; it did not help (model card)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (1 on a machine shared with other jobs: 2 threads contending there "
                              "ran 10x slower than on idle cores)")
@@ -320,7 +420,8 @@ def main() -> None:
     model = build_verifier(args.init or args.reasoner)
     print(f"LlamaForSequenceClassification, {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
     print(f"before training, held-back problems: {evaluate_loss(model, valid_records)}", flush=True)
-    seconds = train(model, train_records, args.steps, args.batch_size, args.lr, args.seed)
+    seconds = train(model, train_records, args.steps, args.batch_size, args.lr, args.seed, args.step_weight,
+                    args.slips)
     print(f"trained {args.steps} steps in {seconds / 60:.1f} min; held-back problems: "
           f"{evaluate_loss(model, valid_records)}", flush=True)
     save(model, args.out, args.reasoner)

@@ -50,6 +50,51 @@ def test_training_problems_are_distinct_seeded_and_disjoint_from_toy_arith():
         training_problems(5, seed=20_260_000)
 
 
+@pytest.mark.parametrize(("thinking", "expected"), [
+    ("+5=7,+8=5,-4=1,", [True, True, True]),  # right so far
+    ("+5=7,+8=6,-4=2,", [True, False, False]),  # a slipped result: wrong from there on, even if later steps follow it
+    ("+0=2,+8=0,-4=6,", [False, False, False]),  # a miscopied operand
+    ("+5=7,+8=5,-4", [True, True]),  # a step cut short has no label
+    ("+5=7,+8=5,-4=1,-5=6,-3=3,+1=4,", [True] * 5 + [False]),  # a step the problem does not have
+    ("", []),
+])
+def test_step_labels_mark_each_steps_comma_right_until_the_chain_slips(thinking, expected):
+    from jobs.train_toy_reasoner import VOCAB, encode
+    from jobs.train_toy_verifier import step_labels
+
+    ids = [VOCAB.index("<bos>"), *encode(f"2+5+8-4-5-3<think>{thinking}</think>\\boxed{{3}}")]
+    labels = step_labels(ids)
+    assert [right for _, right in labels] == expected
+    assert all(VOCAB[ids[position]] == "," for position, _ in labels)
+
+
+def test_a_slipped_chain_slips_once_then_follows_its_wrong_value_to_the_answer():
+    import random
+    import re
+
+    from jobs.train_toy_reasoner import VOCAB, apply_op, make_example
+    from jobs.train_toy_verifier import slipped_chain, step_labels
+
+    rng = random.Random(3)
+    for _ in range(300):
+        example = make_example(rng)
+        chain = slipped_chain(example.problem, rng)
+        text = "".join(VOCAB[i] for i in chain["ids"][1:])
+        problem, thinking, answer = re.fullmatch(r"(.+)<think>(.+)</think>\\boxed\{(\d)\}", text).groups()
+        assert problem == example.problem
+        steps = re.findall(r"([-+*])(\d)=(\d),", thinking)
+        assert len(steps) == example.steps and "".join(f"{o}{d}={r}," for o, d, r in steps) == thinking
+        rights = [right for _, right in step_labels(chain["ids"])]
+        first_wrong = rights.index(False)
+        assert not any(rights[first_wrong:])  # it slips exactly once and never recovers
+        # Every step after the slip computes right from the value before it, and the answer is the last value.
+        values = [int(problem[0])] + [int(r) for _, _, r in steps]
+        for k, (op, operand, _) in enumerate(steps):
+            if k != first_wrong:
+                assert values[k + 1] == apply_op(values[k], op, int(operand))
+        assert answer == str(values[-1]) and chain["correct"] == (answer == example.answer)
+
+
 def test_committed_verifier_is_a_one_label_llama_classifier_with_the_reasoners_tokenizer():
     import json
 
