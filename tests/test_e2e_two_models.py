@@ -2,13 +2,15 @@
 `ttc analyze`: both models' cells read back, the headline figure and the bill in the report.
 
 `ttc sweep` without a model on the command line sweeps conf/config.yaml's `grid.model` (toy, toy-base);
-each model's engine loads once. A small slice of the held-out set keeps it to about a minute on 2 cores.
+each model's engine loads once, and each (model, budget) gets its MLflow child run. A small slice of the
+held-out set keeps it to about a minute on 2 cores.
 """
 
 import json
 
 import pyarrow.parquet as pq
 import pytest
+from mlflow.tracking import MlflowClient
 
 from orchestrator.schema import CELL_SCHEMA
 from tests.conftest import ttc
@@ -18,11 +20,12 @@ pytestmark = pytest.mark.e2e
 
 def test_default_run_compares_the_reasoner_with_the_base(tmp_path):
     run = ttc("sweep", "--json", "dataset.limit=32", "sweep.problems_per_unit=16", "sweep.budgets=[0,50]",
-              "sweep.n=[1,4]", "tracking=none", f"store.root={tmp_path}")
+              "sweep.n=[1,4]", f"store.root={tmp_path}")
     assert run.returncode == 0, run.stdout + run.stderr
     sweep_id = json.loads(run.stdout.splitlines()[-1])["sweep_id"]  # `ttc sweep --json`: its last line
     assert "toy on toy_arith" in run.stdout and "toy-base on toy_arith" in run.stdout
     sweep_dir = tmp_path / "sweeps" / sweep_id
+    assert (sweep_dir / "grid.yaml").is_file()
     assert {p.name for p in (tmp_path / "samples").iterdir()} == {"model=toy", "model=toy-base"}
     cells = pq.read_table(sweep_dir / "cells.parquet")
     assert cells.schema.equals(CELL_SCHEMA)
@@ -34,6 +37,11 @@ def test_default_run_compares_the_reasoner_with_the_base(tmp_path):
     assert maj["toy", 50, 4] - maj["toy", 0, 4] > 0.3
     assert abs(maj["toy-base", 50, 4] - maj["toy-base", 0, 4]) < 0.25
     assert maj["toy", 50, 4] > maj["toy-base", 50, 4] + 0.2
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ttc").experiment_id],
+                              filter_string=f"tags.sweep_id = '{sweep_id}'")
+    children = sorted((r.data.tags["model"], r.data.tags["budget"]) for r in runs if r.data.tags["ttc.kind"] == "cell")
+    assert children == [("toy", "0"), ("toy", "50"), ("toy-base", "0"), ("toy-base", "50")]
 
     analyzed = ttc("analyze", sweep_id, f"store.root={tmp_path}")
     assert analyzed.returncode == 0, analyzed.stdout + analyzed.stderr

@@ -54,10 +54,3 @@ def test_a_sweep_with_the_toy_verifier_scores_rows_and_adds_bon_and_wmaj(tmp_pat
     child = next(r for r in runs if r.data.tags.get("budget") == "30")
     assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "bon_accuracy")) == NS
     assert sorted(m.step for m in client.get_metric_history(child.info.run_id, "wmaj_accuracy")) == NS
-
-    # Without the verifier: other units (a verifier is part of the key), no scores, no verifier cells.
-    plain = ttc("sweep", "--json", *_overrides(store))
-    assert plain.returncode == 0, plain.stdout + plain.stderr
-    cells = pq.read_table(store / "sweeps" / _sweep_id(plain.stdout) / "cells.parquet").to_pandas()
-    assert set(cells.aggregator) == {"pass@k", "maj@k"}
-    assert len(list((store / "samples").rglob("*.parquet"))) == 4

@@ -95,6 +95,19 @@ def test_a_slipped_chain_slips_once_then_follows_its_wrong_value_to_the_answer()
         assert answer == str(values[-1]) and chain["correct"] == (answer == example.answer)
 
 
+def test_a_verifier_is_part_of_the_unit_key_and_how_it_runs_is_not():
+    from orchestrator.compose import compose
+    from orchestrator.datasets import Problem
+    from orchestrator.plan import plan_units
+
+    def key(*overrides: str) -> str:
+        return plan_units(compose(["model=toy", *overrides]), [Problem("p1", "1+2", "3")])[0].key
+
+    # With a verifier the rows carry scores: other units, so a sweep without one never reuses them.
+    assert key() != key("verifier=toy")
+    assert key("verifier=toy") == key("verifier=toy", "verifier.kv_cache_gib=0.5", "verifier.enforce_eager=false")
+
+
 def test_committed_verifier_is_a_one_label_llama_classifier_with_the_reasoners_tokenizer():
     import json
 
