@@ -9,10 +9,12 @@
    weights (the same tokenizer and shape, a new score head), reads exactly what a sweep scores
    (orchestrator/verifier.py: prompt + thinking + suffix + answer) and learns P(correct) with a
    logistic loss. The engine is closed before training starts (never vLLM and training at once
-   on 2 cores). Optional, off by default because they did not help (the model card has the
-   figures): `--step-weight` adds a process loss at each step's closing comma (`step_labels`:
-   is the chain still right there?), and `--slips` mixes synthetic slipped chains into each
-   batch (`slipped_chain`).
+   on 2 cores). Process supervision, since the toy task knows the truth of every step:
+   `--step-weight` adds a loss at each step's closing comma (`step_labels`: is the chain still
+   right there?), `--synthetic` mixes finished chains of the training problems into each batch,
+   half of them slipping once (`synthetic_chain`), and `--pretrain-steps` first trains on such
+   chains alone with the step loss alone (a slip is a few percent of the reasoner's samples:
+   too rare to learn to spot from them, and the skill appears only after ~1,000 steps).
 3. Evaluate (`--evaluate`): the sweep's default grid on toy_arith (budgets 0, 15, 30, 50, 16
    samples, seed 0), the verifier served by vLLM's pooling runner, and pass@1, maj@16, bon@16 and
    wmaj@16 per budget from the exact estimators (analysis/estimators.py) with their intervals.
@@ -188,13 +190,19 @@ def step_labels(ids: list[int]) -> list[tuple[int, bool]]:
     return labels
 
 
-def slipped_chain(problem: str, rng: random.Random) -> dict:
-    """A finished chain for `problem` that slips once, as the reasoner's own slips look: one step miscopies its
-    operator or operand or miswrites its result, every later step follows from the wrong value, and the answer
-    is the last value. Labelled by the truth (right only if the slip washes out mod 10). The reasoner slips in
-    a few percent of its samples, too few to learn from; these give the process loss as many as it needs."""
+def problem_text(ids: list[int]) -> str:
+    """The problem of a verifier input: the tokens between `<bos>` and `<think>`."""
+    return "".join(VOCAB[i] for i in ids[1:ids.index(VOCAB.index(THINK_START))])
+
+
+def synthetic_chain(problem: str, rng: random.Random, slip: bool) -> dict:
+    """A finished chain for `problem`, written as the reasoner writes one, labelled by the truth. With `slip`
+    it slips once as the reasoner's own slips look: one step miscopies its operator or operand or miswrites
+    its result, every later step follows from the wrong value, and the answer is the last value (right only
+    if the slip washes out mod 10)."""
     start, operations = int(problem[0]), [(problem[i], int(problem[i + 1])) for i in range(1, len(problem), 2)]
-    where, kind = rng.randrange(len(operations)), rng.choice(("operator", "operand", "result"))
+    where = rng.randrange(len(operations)) if slip else -1
+    kind = rng.choice(("operator", "operand", "result"))
     value = truth = start
     thinking = []
     for k, (op, operand) in enumerate(operations):
@@ -260,30 +268,28 @@ def evaluate_loss(model, records: list[dict], batch: int = 256) -> dict[str, flo
             "step_auc": auc(np.concatenate(step_probs), np.concatenate(step_truth))}
 
 
-def train(model, records: list[dict], steps: int, batch_size: int, peak_lr: float, seed: int,
-          step_weight: float, slips: float) -> float:
-    """AdamW on the outcome loss (the last token: is the answer right?) plus `step_weight` times the process
-    loss (each step's closing comma: is the chain still right?), both through the one score head. A fraction
-    `slips` of each batch is slipped chains of the training problems (`slipped_chain`)."""
+def train(model, records: list[dict], problems: list[str], steps: int, batch_size: int, peak_lr: float, seed: int,
+          step_weight: float, synthetic: float, outcome_weight: float = 1.0) -> float:
+    """AdamW on `outcome_weight` times the outcome loss (the last token: is the answer right?) plus
+    `step_weight` times the process loss (each step's closing comma: is the chain still right?), both
+    through the one score head. A fraction `synthetic` of each batch is `synthetic_chain`s of `problems`."""
     import torch
 
     rng = random.Random(seed)
-    problems = sorted({"".join(VOCAB[i] for i in r["ids"][1:r["ids"].index(VOCAB.index(THINK_START))])
-                       for r in records})
-    n_slipped = round(batch_size * slips)
     optimizer = torch.optim.AdamW(model.parameters(), lr=peak_lr, weight_decay=0.01, betas=(0.9, 0.98))
     loss_fn = torch.nn.BCEWithLogitsLoss()
     warmup = max(1, steps // 20)
+    n_synthetic = round(batch_size * synthetic)
     model.train()
     start, running = time.time(), 0.0
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, peak_lr, warmup)
-        batch = rng.sample(records, batch_size - n_slipped)
-        batch += [slipped_chain(rng.choice(problems), rng) for _ in range(n_slipped)]
+        batch = rng.sample(records, batch_size - n_synthetic)
+        batch += [synthetic_chain(rng.choice(problems), rng, slip=rng.random() < 0.5) for _ in range(n_synthetic)]
         ids, mask, labels, process = batch_tensors(batch)
         logits = position_logits(model, ids, mask)
-        loss = loss_fn(logits[torch.arange(len(ids)), mask.sum(1) - 1], labels)
+        loss = outcome_weight * loss_fn(logits[torch.arange(len(ids)), mask.sum(1) - 1], labels)
         if step_weight and len(process):
             rows, positions = process[:, 0].long(), process[:, 1].long()
             loss = loss + step_weight * loss_fn(logits[rows, positions], process[:, 2])
@@ -378,10 +384,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="torch and batch order")
     parser.add_argument("--step-weight", type=float, default=0.0,
                         help="weight of the process loss (is the chain still right at each step?) beside the outcome "
-                             "loss; 0 (the committed model) trains on outcomes alone; it did not help (model card)")
-    parser.add_argument("--slips", type=float, default=0.0,
-                        help="fraction of each batch that is slipped chains of the training problems; 0 (the committed "
-                             "model): none; it did not help (model card)")
+                             "loss; 0 trains on outcomes alone")
+    parser.add_argument("--synthetic", type=float, default=0.0,
+                        help="fraction of each batch that is synthetic finished chains of the training problems, half "
+                             "of them slipping once")
+    parser.add_argument("--pretrain-steps", type=int, default=0,
+                        help="first train this many steps on synthetic chains alone, with the process loss alone")
+    parser.add_argument("--pretrain-lr", type=float, default=5e-4)
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (1 on a machine shared with other jobs: 2 threads contending there "
                              "ran 10x slower than on idle cores)")
@@ -420,10 +429,19 @@ def main() -> None:
     model = build_verifier(args.init or args.reasoner)
     print(f"LlamaForSequenceClassification, {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
     print(f"before training, held-back problems: {evaluate_loss(model, valid_records)}", flush=True)
-    seconds = train(model, train_records, args.steps, args.batch_size, args.lr, args.seed, args.step_weight,
-                    args.slips)
+    problems = sorted({problem_text(r["ids"]) for r in train_records})
+    rng = random.Random(1)  # synthetic chains of the held-back problems: does the verifier spot a slip?
+    valid_chains = [synthetic_chain(problem_text(r["ids"]), rng, slip=i % 2 == 0) for i, r in enumerate(valid_records)]
+    if args.pretrain_steps:
+        seconds = train(model, [], problems, args.pretrain_steps, args.batch_size, args.pretrain_lr, args.seed,
+                        step_weight=1.0, synthetic=1.0, outcome_weight=0.0)
+        print(f"pretrained {args.pretrain_steps} steps on synthetic chains in {seconds / 60:.1f} min; held-back "
+              f"synthetic chains: {evaluate_loss(model, valid_chains)}", flush=True)
+    seconds = train(model, train_records, problems, args.steps, args.batch_size, args.lr, args.seed, args.step_weight,
+                    args.synthetic)
     print(f"trained {args.steps} steps in {seconds / 60:.1f} min; held-back problems: "
-          f"{evaluate_loss(model, valid_records)}", flush=True)
+          f"{evaluate_loss(model, valid_records)}; held-back synthetic chains: {evaluate_loss(model, valid_chains)}",
+          flush=True)
     save(model, args.out, args.reasoner)
     print(f"saved to {args.out}")
 

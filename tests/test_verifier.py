@@ -68,17 +68,21 @@ def test_step_labels_mark_each_steps_comma_right_until_the_chain_slips(thinking,
     assert all(VOCAB[ids[position]] == "," for position, _ in labels)
 
 
-def test_a_slipped_chain_slips_once_then_follows_its_wrong_value_to_the_answer():
+def test_a_synthetic_chain_slips_once_then_follows_its_wrong_value_to_the_answer():
     import random
     import re
 
     from jobs.train_toy_reasoner import VOCAB, apply_op, make_example
-    from jobs.train_toy_verifier import slipped_chain, step_labels
+    from jobs.train_toy_verifier import step_labels, synthetic_chain
 
     rng = random.Random(3)
     for _ in range(300):
         example = make_example(rng)
-        chain = slipped_chain(example.problem, rng)
+        clean = synthetic_chain(example.problem, rng, slip=False)
+        assert clean["correct"] and all(right for _, right in step_labels(clean["ids"]))
+        assert "".join(VOCAB[i] for i in clean["ids"][1:]) == f"{example.problem}<think>{example.thinking}</think>" \
+            f"\\boxed{{{example.answer}}}"
+        chain = synthetic_chain(example.problem, rng, slip=True)
         text = "".join(VOCAB[i] for i in chain["ids"][1:])
         problem, thinking, answer = re.fullmatch(r"(.+)<think>(.+)</think>\\boxed\{(\d)\}", text).groups()
         assert problem == example.problem
