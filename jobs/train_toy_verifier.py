@@ -13,8 +13,8 @@
    `--step-weight` adds a loss at each step's closing comma (`step_labels`: is the chain still
    right there?), `--synthetic` mixes finished chains of the training problems into each batch,
    half of them slipping once (`synthetic_chain`), and `--pretrain-steps` first trains on such
-   chains alone with the step loss alone (a slip is a few percent of the reasoner's samples:
-   too rare to learn to spot from them, and the skill appears only after ~1,000 steps).
+   chains alone with the step loss alone. All off by default: none of them taught the verifier to
+   check a step in the steps tried (models/toy-verifier/README.md has the figures).
 3. Evaluate (`--evaluate`): the sweep's default grid on toy_arith (budgets 0, 15, 30, 50, 16
    samples, seed 0), the verifier served by vLLM's pooling runner, and pass@1, maj@16, bon@16 and
    wmaj@16 per budget from the exact estimators (analysis/estimators.py) with their intervals.
@@ -171,8 +171,8 @@ def step_labels(ids: list[int]) -> list[tuple[int, bool]]:
     """Process labels of one verifier input: for each whole step written in its thinking, the position of
     the step's closing comma and whether the chain is still right there (every step so far copied its
     operator and operand from the problem and wrote the true running value). The toy task knows the truth
-    of every step, so the verifier can be told where a chain slipped, not only that its answer was wrong:
-    a slipped step is a few percent of the samples, too rare to learn from the outcome alone."""
+    of every step, so the verifier can be told where a chain slipped, not only that its answer was wrong
+    (a slipped step is a few percent of the samples, too rare to learn from the outcome alone)."""
     tokens = [VOCAB[i] for i in ids]
     think = tokens.index(THINK_START)
     end = tokens.index(THINK_END, think) if THINK_END in tokens[think:] else len(tokens)
