@@ -176,14 +176,15 @@ def step_labels(ids: list[int]) -> list[tuple[int, bool]]:
     tokens = [VOCAB[i] for i in ids]
     think = tokens.index(THINK_START)
     end = tokens.index(THINK_END, think) if THINK_END in tokens[think:] else len(tokens)
-    problem, thinking = tokens[1:think], tokens[think + 1:end]
-    value, operations = int(problem[0]), [(problem[i], problem[i + 1]) for i in range(1, len(problem) - 1, 2)]
+    thinking = tokens[think + 1:end]
+    value, operations = parse_problem(problem_text(ids))
     labels, right = [], True
     for k in range(len(thinking) // STEP_TOKENS):
         op, operand, equals, result, comma = thinking[k * STEP_TOKENS:(k + 1) * STEP_TOKENS]
-        if k < len(operations) and operations[k][1].isdigit():
-            value = apply_op(value, operations[k][0], int(operations[k][1]))
-            right = right and (op, operand, equals, result, comma) == (*operations[k], "=", str(value), ",")
+        if k < len(operations):
+            value = apply_op(value, *operations[k])
+            right = right and (op, operand, equals, result, comma) == (operations[k][0], str(operations[k][1]), "=",
+                                                                       str(value), ",")
         else:
             right = False  # a step the problem does not have
         labels.append((think + 1 + (k + 1) * STEP_TOKENS - 1, right))
@@ -195,12 +196,17 @@ def problem_text(ids: list[int]) -> str:
     return "".join(VOCAB[i] for i in ids[1:ids.index(VOCAB.index(THINK_START))])
 
 
+def parse_problem(problem: str) -> tuple[int, list[tuple[str, int]]]:
+    """A problem's start digit and operations: `4+7*3` is (4, [('+', 7), ('*', 3)])."""
+    return int(problem[0]), [(problem[i], int(problem[i + 1])) for i in range(1, len(problem) - 1, 2)]
+
+
 def synthetic_chain(problem: str, rng: random.Random, slip: bool) -> dict:
     """A finished chain for `problem`, written as the reasoner writes one, labelled by the truth. With `slip`
     it slips once as the reasoner's own slips look: one step miscopies its operator or operand or miswrites
     its result, every later step follows from the wrong value, and the answer is the last value (right only
     if the slip washes out mod 10)."""
-    start, operations = int(problem[0]), [(problem[i], int(problem[i + 1])) for i in range(1, len(problem), 2)]
+    start, operations = parse_problem(problem)
     where = rng.randrange(len(operations)) if slip else -1
     kind = rng.choice(("operator", "operand", "result"))
     value = truth = start
